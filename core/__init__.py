@@ -1,0 +1,1 @@
+"""Shared configuration for every package of the project."""

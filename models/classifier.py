@@ -1,0 +1,139 @@
+"""Load a user's `.keras` model safely and wrap it as a fast predict function for the engine.
+
+This is the only module that imports TensorFlow; import it in the process that will run the model
+(a worker's child process, never its parent: TensorFlow hangs after fork).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.artifacts import ModelMetadata, file_sha256, read_metadata
+
+SMALLEST_BUCKET = 16
+
+
+class ModelLoadError(ValueError):
+    """The model file cannot be used: missing, unreadable, unsafe, or of a shape we cannot explain."""
+
+
+class UnsafeModelError(ModelLoadError):
+    """The model holds code (a Lambda layer) that Keras' safe mode refuses to deserialise."""
+
+
+def configure_tensorflow(threads: int) -> None:
+    """Pin TensorFlow to `threads` CPU threads; call before the first model is built or loaded."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        # TensorFlow's runtime is already up; its thread pools can no longer change.
+        if tf.config.threading.get_intra_op_parallelism_threads() != threads:
+            raise
+
+
+def batch_buckets(batch_size: int) -> list[int]:
+    """Batch sizes the compiled function is traced for: powers of two up to `batch_size`, and itself."""
+    sizes, size = [], SMALLEST_BUCKET
+    while size < batch_size:
+        sizes.append(size)
+        size *= 2
+    return sizes + [batch_size]
+
+
+@dataclass
+class Classifier:
+    """A loaded model: `predict` maps float32 images (n, H, W, C) to probabilities (n, classes)."""
+
+    model: object
+    metadata: ModelMetadata
+    sha256: str
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        import tensorflow as tf
+
+        model = self.model
+        self._forward = tf.function(lambda x: model(x, training=False))
+        self._buckets = batch_buckets(self.batch_size)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.metadata.input_shape)  # type: ignore[return-value]
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.metadata.class_names
+
+    @property
+    def value_range(self) -> tuple[float, float]:
+        low, high = self.metadata.value_range
+        return float(low), float(high)
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities per image; a single sigmoid output comes back as [p(class 0), p(class 1)].
+
+        Images go to the compiled function in fixed-size batches (padded up to the next bucket) so it
+        is traced a handful of times, not once per odd batch length.
+        """
+        images = np.asarray(images, dtype=np.float32)
+        outputs = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            bucket = next(size for size in self._buckets if size >= len(chunk))
+            if bucket > len(chunk):
+                padding = np.zeros((bucket - len(chunk), *chunk.shape[1:]), dtype=np.float32)
+                chunk = np.concatenate([chunk, padding])
+            outputs.append(np.asarray(self._forward(chunk))[: min(self.batch_size, len(images) - start)])
+        output = np.concatenate(outputs).astype(np.float64)
+        if output.shape[1] == 1:
+            output = np.concatenate([1.0 - output, output], axis=1)
+        return output
+
+
+def load_classifier(path: str | Path, *, batch_size: int = 256) -> Classifier:
+    """Load a `.keras` model with Keras' safe mode on, check its shapes, and attach its metadata.
+
+    A model without a metadata file gets class names "0".."k-1" and the value range [0, 1].
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    import keras
+
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except ValueError as error:
+        if "safe_mode" in str(error) or "Lambda" in str(error):
+            raise UnsafeModelError(
+                f"{path.name} holds a Lambda layer (arbitrary Python code); refused, nothing was executed"
+            ) from None
+        raise ModelLoadError(f"cannot read {path.name} as a Keras model: {error}") from None
+    except Exception as error:  # corrupt archives raise zipfile, h5py or OS errors
+        raise ModelLoadError(f"cannot read {path.name} as a Keras model: {type(error).__name__}: {error}") from None
+
+    input_shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else ()
+    if len(input_shape) != 3 or None in input_shape:
+        raise ModelLoadError(f"{path.name} takes inputs of shape {input_shape}; an image model wants (H, W, C)")
+    output_shape = tuple(model.outputs[0].shape[1:])
+    if len(output_shape) != 1:
+        raise ModelLoadError(f"{path.name} outputs shape {output_shape}; a classifier outputs one vector per image")
+
+    sha256 = file_sha256(path)
+    metadata = read_metadata(path)
+    if metadata is None:
+        classes = max(2, output_shape[0])
+        metadata = ModelMetadata(class_names=[str(i) for i in range(classes)], input_shape=list(input_shape))
+    elif metadata.sha256 and metadata.sha256 != sha256:
+        raise ModelLoadError(f"{path.name} does not match its metadata (sha256 differs): the file was replaced")
+    if tuple(metadata.input_shape) != input_shape:
+        raise ModelLoadError(f"{path.name} takes {input_shape} but its metadata says {tuple(metadata.input_shape)}")
+    metadata.sha256 = sha256
+    return Classifier(model, metadata, sha256, batch_size)

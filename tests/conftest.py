@@ -1,0 +1,44 @@
+"""Shared fixtures: the real demo models, trained once per test session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def rectangles_model(model_dir) -> Path:
+    """The demo rectangles CNN (default preset), trained through the real CLI."""
+    path = model_dir / "rectangles.keras"
+    run_cli("models", "train", "--dataset", "rectangles", "--out", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def digits_model(model_dir) -> Path:
+    from models.cnn import train
+
+    return train("digits", model_dir / "digits.keras").path
+
+
+def run_cli(package: str, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m package args...` in a subprocess, as a user would."""
+    result = subprocess.run(
+        [sys.executable, "-m", package, *args], cwd=REPO, capture_output=True, text=True,
+        env={**os.environ, **(env or {})}, timeout=600,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"python -m {package} {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return result
