@@ -23,6 +23,8 @@ PredictFn = Callable[[np.ndarray], np.ndarray]
 KERNEL_WIDTH = 0.25  # lime_image.LimeImageExplainer's default
 DELETION_STEPS = 10
 PROBABILITY_TOLERANCE = 1e-3
+BATCH_PIXEL_BUDGET = 1 << 22
+MIN_AUTO_BATCH, MAX_AUTO_BATCH = 16, 256
 
 
 class ExplainError(ValueError):
@@ -54,7 +56,9 @@ class ExplainParams:
     top_labels: int | None = None  # None: explain the predicted label and the true label (when known)
     hide_color: float | None = None  # None: each hidden superpixel takes its mean colour (lime's default)
     seed: int = 0
-    batch_size: int = 256  # images built and sent to the model at once; bounds memory
+    # Images built and sent to the model at once; bounds memory. None: as many as fit in
+    # BATCH_PIXEL_BUDGET pixels (256 at 64x64, 64 at 224x224: larger batches of big images run slower).
+    batch_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.num_samples < 2:
@@ -63,11 +67,18 @@ class ExplainParams:
             raise ValueError(f"segmentation must be 'quickshift' or 'slic', got {self.segmentation!r}")
         if self.top_labels is not None and self.top_labels < 1:
             raise ValueError(f"top_labels must be at least 1, got {self.top_labels}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def batch_for(self, image_shape: Sequence[int]) -> int:
+        """The batch size for images of this shape: the explicit one, or a power of two in budget."""
+        if self.batch_size is not None:
+            return self.batch_size
+        fitting = BATCH_PIXEL_BUDGET // (image_shape[0] * image_shape[1])
+        return int(min(MAX_AUTO_BATCH, max(MIN_AUTO_BATCH, 2 ** int(np.log2(max(fitting, 1))))))
 
 
 @dataclass
@@ -292,7 +303,8 @@ def explain(
     data = random_state.randint(0, 2, params.num_samples * n_features).reshape((params.num_samples, n_features))
     data[0, :] = 1
     timings["sampling_s"] += time.perf_counter() - tick
-    labels = predict_rows(predict_fn, image, hidden, segments, data, params.batch_size, timings)
+    batch_size = params.batch_for(image.shape)
+    labels = predict_rows(predict_fn, image, hidden, segments, data, batch_size, timings)
 
     probabilities = labels[0]
     num_classes = len(probabilities)
@@ -320,7 +332,7 @@ def explain(
     timings["fit_s"] = time.perf_counter() - tick
 
     curve, auc = deletion_curve(
-        predict_fn, image, hidden, segments, explained[predicted].weights, predicted, params.batch_size, timings
+        predict_fn, image, hidden, segments, explained[predicted].weights, predicted, batch_size, timings
     )
     timings["total_s"] = time.perf_counter() - started
     return Explanation(predicted, probabilities, segments, explained, curve, auc, timings)

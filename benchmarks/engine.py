@@ -1,0 +1,155 @@
+"""`python -m benchmarks.engine`: the engine against the article's way and against the model-bound limit.
+
+One process, TensorFlow (and BLAS) pinned to one thread, `num_samples` perturbations per image:
+- naive_s:  seconds per image the article's way: lime's defaults, `model.predict` as classifier_fn
+            (called every 10 samples, with lime's per-sample deepcopy loop);
+- engine_s: seconds per image with `worker.engine.explain` (lime's default quickshift segmentation);
+- limit_s:  one compiled forward pass over `num_samples` perturbed images at the best batch size.
+Also the engine with SLIC (~50 superpixels, so no repeated masks to skip: the honest overhead over
+the limit), the same figures at 224x224 on MobileNetV2(weights=None), the rectangles generator's
+speed and the peak RSS. The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from models.classifier import Classifier, configure_tensorflow, load_classifier
+from models.artifacts import ModelMetadata
+from models.cli import default_model_path
+from models.datasets import load_dataset, make_rectangles, smooth_colour_images
+from worker.engine import ExplainParams, explain, fill_perturbed, hidden_image, segment
+
+BATCH_SIZES = (32, 64, 128, 256, 512)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def naive_seconds(image: np.ndarray, keras_model, num_samples: int) -> float:
+    """The article's call: LimeImageExplainer(random_state=42), model.predict, top_labels=2."""
+    from lime.lime_image import LimeImageExplainer
+
+    started = time.perf_counter()
+    with contextlib.redirect_stderr(io.StringIO()):  # lime's tqdm bar
+        LimeImageExplainer(random_state=42).explain_instance(
+            image, lambda x: keras_model.predict(x, verbose=0), top_labels=2, num_samples=num_samples
+        )
+    return time.perf_counter() - started
+
+
+def engine_seconds(image: np.ndarray, classifier: Classifier, params: ExplainParams) -> tuple[float, int]:
+    started = time.perf_counter()
+    result = explain(image, classifier.predict, params, input_shape=classifier.input_shape)
+    return time.perf_counter() - started, result.n_segments
+
+
+def limit_seconds(image: np.ndarray, classifier: Classifier, num_samples: int, batch_sizes) -> tuple[float, int]:
+    """Best time of one forward pass over `num_samples` perturbed images, and the batch size that gave it."""
+    import tensorflow as tf
+
+    params = ExplainParams()
+    segments = segment(image, params)
+    rows = np.random.RandomState(0).randint(0, 2, (num_samples, int(segments.max()) + 1))
+    images = fill_perturbed(np.empty((num_samples, *image.shape), np.float32), image, hidden_image(image, segments, None), segments, rows)
+    forward = tf.function(lambda x: classifier.model(x, training=False))
+    best = (float("inf"), 0)
+    for batch in batch_sizes:
+        chunks = [images[i : i + batch] for i in range(0, num_samples, batch)]
+        for chunk in {len(c): c for c in chunks}.values():
+            forward(chunk)  # trace every shape before timing
+        runs = []
+        for _ in range(2):
+            started = time.perf_counter()
+            for chunk in chunks:
+                np.asarray(forward(chunk))
+            runs.append(time.perf_counter() - started)
+        best = min(best, (min(runs), batch))
+    return best
+
+
+def measure(label: str, images: np.ndarray, classifier: Classifier, num_samples: int, naive_images: int, batch_sizes) -> dict:
+    params = ExplainParams(num_samples=num_samples)
+    slic = ExplainParams(num_samples=num_samples, segmentation="slic", n_segments=50)
+    explain(images[0], classifier.predict, params)  # trace the compiled function's batch sizes once
+    explain(images[0], classifier.predict, slic)
+    engine, segments = zip(*(engine_seconds(image, classifier, params) for image in images))
+    engine_slic, slic_segments = zip(*(engine_seconds(image, classifier, slic) for image in images))
+    naive = [naive_seconds(image, classifier.model, num_samples) for image in images[:naive_images]]
+    limit, best_batch = limit_seconds(images[0], classifier, num_samples, batch_sizes)
+    figures = {
+        "naive_s": statistics.mean(naive),
+        "engine_s": statistics.mean(engine),
+        "engine_slic_s": statistics.mean(engine_slic),
+        "limit_s": limit,
+        "best_batch": best_batch,
+        "superpixels_quickshift": statistics.mean(segments),
+        "superpixels_slic": statistics.mean(slic_segments),
+    }
+    figures["naive_over_engine"] = figures["naive_s"] / figures["engine_s"]
+    figures["engine_over_limit"] = figures["engine_s"] / figures["limit_s"]
+    figures["engine_slic_over_limit"] = figures["engine_slic_s"] / figures["limit_s"]
+    figures["peak_rss_mb"] = peak_rss_mb()
+    print(
+        f"{label}: naive {figures['naive_s']:.3f} s/image, engine {figures['engine_s']:.3f} s "
+        f"({figures['superpixels_quickshift']:.1f} quickshift superpixels), engine with SLIC "
+        f"{figures['engine_slic_s']:.3f} s ({figures['superpixels_slic']:.1f} superpixels), limit {limit:.3f} s "
+        f"(batch {best_batch}); naive/engine {figures['naive_over_engine']:.1f}x, engine/limit "
+        f"{figures['engine_over_limit']:.2f}, SLIC engine/limit {figures['engine_slic_over_limit']:.2f}; "
+        f"peak RSS {figures['peak_rss_mb']:.0f} MB",
+        flush=True,
+    )
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--num-samples", type=int, default=1000)
+    parser.add_argument("--images", type=int, default=5, help="validation images timed with the engine")
+    parser.add_argument("--naive-images", type=int, default=3, help="of those, how many the article's way")
+    parser.add_argument("--model", type=Path, default=None, help="rectangles model (default: the demo one, trained if missing)")
+    parser.add_argument("--skip-224", action="store_true", help="skip the 224x224 MobileNetV2 figures")
+    args = parser.parse_args()
+
+    configure_tensorflow(1)
+    with threadpool_limits(1):
+        started = time.perf_counter()
+        make_rectangles(2000, seed=1)
+        generator_rate = 2000 / (time.perf_counter() - started)
+        print(f"rectangles generator: {generator_rate:.0f} images/s", flush=True)
+
+        model_path = args.model or default_model_path("rectangles")
+        if not model_path.exists():
+            from models.cnn import train
+
+            print(f"training the demo model into {model_path} ...", flush=True)
+            train("rectangles", model_path)
+        classifier = load_classifier(model_path)
+        images = load_dataset("rectangles").x_val[: args.images]
+        result = {"num_samples": args.num_samples, "rectangles_images_per_s": generator_rate}
+        result.update(measure("64x64 rectangles CNN", images, classifier, args.num_samples, args.naive_images, BATCH_SIZES))
+
+        if not args.skip_224:
+            import keras
+
+            mobilenet = keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3))
+            big = Classifier(mobilenet, ModelMetadata(class_names=[str(i) for i in range(1000)], input_shape=[224, 224, 3]), "")
+            big_images = smooth_colour_images(1, 224, np.random.default_rng(0))
+            figures = measure("224x224 MobileNetV2", big_images, big, args.num_samples, 1, (32, 64, 128, 256))
+            result.update({f"mobilenet224_{key}": value for key, value in figures.items()})
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""The engine against lime itself, for reproducibility, and on bad input. No broker, no database."""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import pytest
+from lime.lime_image import LimeImageExplainer
+
+from models.datasets import load_dataset, make_rectangles
+from worker.engine import (
+    ExplainParams,
+    ImageError,
+    ModelOutputError,
+    deletion_curve,
+    explain,
+    hidden_image,
+    segment,
+)
+
+IMAGES, LABELS = make_rectangles(8, seed=11)
+
+
+def quadrant_softmax(images: np.ndarray) -> np.ndarray:
+    """A deterministic 3-class NumPy 'model': softmax of a fixed linear map of quadrant colour means."""
+    n, h, w, _ = images.shape
+    quadrants = images.reshape(n, 2, h // 2, 2, w // 2, 3).mean(axis=(2, 4)).reshape(n, 12)
+    logits = quadrants @ np.random.RandomState(0).normal(size=(12, 3)) * 4
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def lime_weights(image, predict, params: ExplainParams, labels) -> dict[int, tuple]:
+    """lime's own explain_instance, one label per call (lime keeps a single score for all labels)."""
+    out = {}
+    for label in labels:
+        explanation = LimeImageExplainer(random_state=params.seed).explain_instance(
+            image, predict, labels=(label,), top_labels=None, hide_color=params.hide_color,
+            num_samples=params.num_samples, batch_size=params.batch_for(image.shape), random_seed=params.seed,
+            segmentation_fn=lambda im: segment(im, params),
+        )
+        weights = np.zeros(int(segment(image, params).max()) + 1)
+        for feature, weight in explanation.local_exp[label]:
+            weights[feature] = weight
+        out[label] = (weights, explanation.intercept[label], explanation.score, explanation.local_pred[0])
+    return out
+
+
+def assert_matches_lime(ours, theirs, atol):
+    for label, (weights, intercept, score, local_pred) in theirs.items():
+        mine = ours.labels[label]
+        np.testing.assert_allclose(mine.weights, weights, rtol=0, atol=atol)
+        assert mine.intercept == pytest.approx(intercept, abs=atol)
+        assert mine.score == pytest.approx(score, abs=atol)
+        assert mine.local_prediction == pytest.approx(local_pred, abs=atol)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        ExplainParams(num_samples=300, hide_color=0.0, seed=5),
+        ExplainParams(num_samples=300, segmentation="slic", n_segments=30, hide_color=0.5, seed=1, batch_size=64),
+    ],
+    ids=["quickshift", "slic"],
+)
+def test_weights_equal_lime_for_the_same_segments_and_draws(params):
+    image = IMAGES[0]
+    ours = explain(image, quadrant_softmax, params, true_label=2)
+    assert set(ours.labels) == {ours.predicted_label, 2} or ours.predicted_label == 2
+    assert_matches_lime(ours, lime_weights(image, quadrant_softmax, params, ours.labels), atol=1e-10)
+
+
+def test_mean_colour_hiding_equals_lime():
+    # lime averages each superpixel in float32, we in float64: equal to float32 rounding
+    params = ExplainParams(num_samples=300, seed=2)
+    ours = explain(IMAGES[1], quadrant_softmax, params)
+    assert_matches_lime(ours, lime_weights(IMAGES[1], quadrant_softmax, params, ours.labels), atol=1e-6)
+
+
+def test_real_model_explanation_equals_lime(rectangles_model):
+    from models.classifier import load_classifier
+
+    classifier = load_classifier(rectangles_model)
+    params = ExplainParams(num_samples=400, segmentation="slic", n_segments=25, seed=3, top_labels=2)
+    ours = explain(IMAGES[2], classifier.predict, params)
+    assert set(ours.labels) == {0, 1}  # the one-sigmoid model explains both classes
+    assert_matches_lime(ours, lime_weights(IMAGES[2], classifier.predict, params, [0, 1]), atol=1e-5)
+
+
+def test_one_lime_explainer_drifts_but_the_engine_does_not():
+    params = ExplainParams(num_samples=200, segmentation="slic", n_segments=20, seed=0)
+    explainer = LimeImageExplainer(random_state=0)
+    segments = segment(IMAGES[3], params)
+    first, second = (
+        explainer.explain_instance(IMAGES[3], quadrant_softmax, top_labels=1, num_samples=200, segmentation_fn=lambda im: segments)
+        for _ in range(2)
+    )
+    assert first.local_exp != second.local_exp  # lime: same image, same explainer, different answer
+    a = explain(IMAGES[3], quadrant_softmax, params)
+    b = explain(IMAGES[3], quadrant_softmax, params)
+    np.testing.assert_array_equal(a.labels[a.predicted_label].weights, b.labels[b.predicted_label].weights)
+
+
+def _explain_in_child(args):
+    model_path, indices = args
+    from models.classifier import configure_tensorflow, load_classifier
+
+    configure_tensorflow(1)
+    classifier = load_classifier(model_path)
+    params = ExplainParams(num_samples=300)
+    results = {}
+    for i in indices:
+        e = explain(IMAGES[i], classifier.predict, params, true_label=int(LABELS[i]), input_shape=classifier.input_shape)
+        results[i] = (e.segments, {k: v.weights for k, v in e.labels.items()}, e.probabilities, e.deletion_auc)
+    return results
+
+
+def test_results_do_not_depend_on_process_or_order(rectangles_model):
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        forward = pool.submit(_explain_in_child, (rectangles_model, [0, 1, 2, 3])).result()
+    with ProcessPoolExecutor(2, mp_context=spawn) as pool:
+        backward = {}
+        for part in pool.map(_explain_in_child, [(rectangles_model, [3, 1]), (rectangles_model, [2, 0])]):
+            backward.update(part)
+    for i in range(4):
+        segments, weights, probabilities, auc = forward[i]
+        np.testing.assert_array_equal(segments, backward[i][0])
+        assert weights.keys() == backward[i][1].keys()
+        for label in weights:
+            np.testing.assert_array_equal(weights[label], backward[i][1][label])
+        np.testing.assert_array_equal(probabilities, backward[i][2])
+        assert auc == backward[i][3]
+
+
+def test_the_model_never_sees_more_than_a_batch():
+    seen = []
+
+    def recording(images):
+        seen.append(len(images))
+        return quadrant_softmax(images)
+
+    params = ExplainParams(num_samples=3000, segmentation="slic", n_segments=60, batch_size=64)
+    e = explain(IMAGES[4], recording, params)
+    assert max(seen) <= 64
+    assert sum(seen) >= 2900  # ~60 superpixels: almost every sampled row is distinct and sent
+    assert e.timings.keys() >= {"segmentation_s", "sampling_s", "model_s", "fit_s", "total_s"}
+    assert e.timings["total_s"] >= e.timings["model_s"] + e.timings["segmentation_s"]
+
+
+def test_automatic_batches_shrink_as_images_grow():
+    params = ExplainParams()
+    assert params.batch_for((64, 64, 3)) == 256
+    assert params.batch_for((224, 224, 3)) == 64
+    assert params.batch_for((2048, 2048, 3)) == 16
+    assert ExplainParams(batch_size=7).batch_for((224, 224, 3)) == 7
+
+
+def test_repeated_masks_are_predicted_once():
+    calls = []
+
+    def recording(images):
+        calls.append(len(images))
+        return quadrant_softmax(images)
+
+    image = np.zeros((64, 64, 3), np.float32)
+    image[:, 32:] = 1.0  # two flat halves: at most 2^n distinct masks for n superpixels
+    e = explain(image, recording, ExplainParams(num_samples=1000))
+    assert calls[0] <= 2 ** e.n_segments < 1000
+
+
+def test_deletion_auc_rewards_the_superpixels_the_model_uses():
+    def left_half_brightness(images):
+        p = images[:, :, :32].mean(axis=(1, 2, 3))
+        return np.stack([1 - p, p], axis=1)
+
+    image = IMAGES[5].copy()
+    image[:, :32] = np.clip(image[:, :32] + 0.5, 0, 1)
+    params = ExplainParams(num_samples=500, segmentation="slic", n_segments=30, hide_color=0.0)
+    e = explain(image, left_half_brightness, params)
+    assert e.deletion_curve[0] == pytest.approx(e.probabilities[e.predicted_label])
+    assert len(e.deletion_curve) == 11 and 0.0 <= e.deletion_auc <= 1.0
+    weights = e.labels[e.predicted_label].weights
+    hidden = hidden_image(image, e.segments, 0.0)
+    timings = {"sampling_s": 0.0, "model_s": 0.0}
+    _, reversed_auc = deletion_curve(left_half_brightness, image, hidden, e.segments, -weights, e.predicted_label, 64, timings)
+    assert e.deletion_auc < reversed_auc
+
+
+def test_labels_to_explain_default_to_predicted_and_true():
+    e = explain(IMAGES[6], quadrant_softmax, ExplainParams(num_samples=100))
+    assert list(e.labels) == [e.predicted_label]
+    other = (e.predicted_label + 1) % 3
+    e = explain(IMAGES[6], quadrant_softmax, ExplainParams(num_samples=100), true_label=other)
+    assert list(e.labels) == [e.predicted_label, other]
+    e = explain(IMAGES[6], quadrant_softmax, ExplainParams(num_samples=100, top_labels=3))
+    assert sorted(e.labels) == [0, 1, 2] and list(e.labels)[0] == e.predicted_label
+    with pytest.raises(ValueError, match="true label 7"):
+        explain(IMAGES[6], quadrant_softmax, ExplainParams(num_samples=100), true_label=7)
+
+
+# --- bad input: typed errors, not TensorFlow tracebacks -------------------------------------------
+
+SHAPE = (64, 64, 3)
+
+
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (np.zeros((2, 64, 64, 3), np.float32), "rank 2 .* or 3"),
+        (np.zeros(64, np.float32), "rank 2 .* or 3"),
+        (np.zeros((32, 32, 3), np.float32), "image is 32x32, the model wants 64x64"),
+        (np.full((64, 64, 3), np.nan, np.float32), "non-finite"),
+        (np.full((64, 64, 3), np.inf, np.float32), "non-finite"),
+        (np.full((64, 64, 3), 255.0, np.float32), "outside the model's range"),
+        (np.zeros((64, 64, 2), np.float32), "2 channels, the model wants 3"),
+        (np.zeros((64, 64, 5), np.float32), "5 channels, the model wants 3"),
+        (np.zeros((64, 64, 3), bool), "not a numeric pixel type"),
+        (np.full((64, 64, 3), "x"), "not a numeric pixel type"),
+    ],
+)
+def test_bad_images_get_a_typed_error(image, message):
+    with pytest.raises(ImageError, match=message):
+        explain(image, quadrant_softmax, ExplainParams(num_samples=50), input_shape=SHAPE)
+
+
+def test_a_wrong_size_image_is_refused_before_the_keras_model_runs(rectangles_model):
+    from models.classifier import load_classifier
+
+    classifier = load_classifier(rectangles_model)
+    with pytest.raises(ImageError, match="the model wants 64x64"):
+        explain(np.zeros((224, 224, 3), np.float32), classifier.predict, input_shape=classifier.input_shape)
+
+
+def test_grayscale_rgba_and_integer_images_are_converted():
+    rgb = IMAGES[7]
+    grey = rgb.mean(axis=2)
+    params = ExplainParams(num_samples=100)
+    reference = explain(np.repeat(grey[:, :, None], 3, axis=2), quadrant_softmax, params, input_shape=SHAPE)
+    for variant in (grey, grey[:, :, None]):
+        e = explain(variant, quadrant_softmax, params, input_shape=SHAPE)
+        np.testing.assert_array_equal(e.probabilities, reference.probabilities)
+    rgba = np.concatenate([rgb, np.zeros((64, 64, 1), np.float32)], axis=2)
+    np.testing.assert_array_equal(
+        explain(rgba, quadrant_softmax, params).probabilities, explain(rgb, quadrant_softmax, params).probabilities
+    )
+    as_bytes = (rgb * 255).round().astype(np.uint8)
+    e = explain(as_bytes, quadrant_softmax, params)
+    np.testing.assert_allclose(e.probabilities, explain(as_bytes / 255.0, quadrant_softmax, params).probabilities)
+
+
+@pytest.mark.parametrize(
+    "predict, message",
+    [
+        (lambda x: np.log(quadrant_softmax(x)), "not probabilities"),
+        (lambda x: quadrant_softmax(x) * 2 / 3, "sum to"),
+        (lambda x: quadrant_softmax(x)[:1], "for .* images"),
+        (lambda x: quadrant_softmax(x)[:, :, None], r"want \(n, classes\)"),
+        (lambda x: np.full((len(x), 3), np.nan), "non-finite"),
+    ],
+    ids=["logits", "not-summing", "wrong-rows", "wrong-rank", "nan"],
+)
+def test_a_model_whose_output_is_not_a_probability_vector_is_refused(predict, message):
+    with pytest.raises(ModelOutputError, match=message):
+        explain(IMAGES[0], predict, ExplainParams(num_samples=50))
+
+
+def test_bad_parameters_are_refused():
+    for bad in ({"num_samples": 1}, {"segmentation": "watershed"}, {"top_labels": 0}, {"batch_size": 0}):
+        with pytest.raises(ValueError):
+            ExplainParams(**bad)
+
+
+def test_validation_set_explains_end_to_end(rectangles_model):
+    from models.classifier import load_classifier
+
+    classifier = load_classifier(rectangles_model)
+    data = load_dataset("rectangles", images=200, val_fraction=0.1)
+    for image, label in zip(data.x_val[:3], data.y_val[:3]):
+        e = explain(image, classifier.predict, true_label=int(label), input_shape=classifier.input_shape)
+        assert e.probabilities.shape == (2,) and e.segments.shape == (64, 64)
+        assert e.segment_areas().sum() == 64 * 64
