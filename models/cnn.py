@@ -72,7 +72,11 @@ def train(dataset_name: str, out: Path, *, preset: str = "default", seed: int = 
     dataset = load_dataset(
         dataset_name, images=recipe.images, val_fraction=recipe.val_fraction, seed=seed, split_seed=recipe.split_seed
     )
+    import tensorflow as tf
+
     keras.utils.set_random_seed(seed)
+    # Same seed, same weights: without this, multi-threaded kernels make every training a little different.
+    tf.config.experimental.enable_op_determinism()
     model = build_cnn(dataset.input_shape, len(dataset.class_names))
     model.fit(
         dataset.x_train, dataset.y_train, epochs=recipe.epochs, batch_size=recipe.batch_size,
