@@ -1,6 +1,6 @@
 """The one settings object, read from the environment (and an optional `.env` file).
 
-Defaults work on a laptop with nothing running: results in a SQLite file under `DATA_DIR`.
+Defaults work on a laptop with nothing but Redis running: results in a SQLite file under `DATA_DIR`.
 """
 
 from __future__ import annotations
@@ -17,16 +17,44 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(
         default=Path("data"),
-        description="Where trained demo models and the embedded SQLite database live.",
+        description="Where trained demo models, the worker's model cache and the default SQLite database live.",
     )
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL of the results database; empty means sqlite:///DATA_DIR/results.db.",
+    )
+    celery_broker_url: str = Field(default="redis://127.0.0.1:6379/0", description="Celery broker (Redis) URL.")
+    worker_concurrency: int = Field(default=0, description="Worker processes per worker; 0 means one per core.")
     tf_threads: int = Field(
-        default=0,
-        description="TensorFlow CPU threads per process; 0 means cores / worker processes.",
+        default=0, description="TensorFlow CPU threads per worker process; 0 means cores / worker processes."
+    )
+    visibility_timeout_s: int = Field(
+        default=3600,
+        description="Redis visibility timeout: an unacknowledged task is redelivered after this long.",
+    )
+    task_soft_time_limit_s: int = Field(default=600, description="Per-image soft time limit (stored as failed).")
+    task_time_limit_s: int = Field(default=660, description="Per-image hard time limit (the process is killed).")
+    max_attempts: int = Field(
+        default=3, description="Deliveries of one image before it is stored as failed (poison images end here)."
     )
 
     @property
     def model_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.data_dir / "model-cache"
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'results.db').resolve()}"
+
+    def worker_processes(self) -> int:
+        return self.worker_concurrency or cpu_count()
+
+    def threads_per_process(self) -> int:
+        return self.tf_threads or max(1, cpu_count() // self.worker_processes())
 
 
 def cpu_count() -> int:

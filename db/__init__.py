@@ -1,0 +1,1 @@
+"""Results in SQL: typed models, Alembic migrations, query functions and the views users query."""

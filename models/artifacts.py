@@ -57,3 +57,58 @@ def read_metadata(model_path: str | Path) -> ModelMetadata | None:
     if not path.exists():
         return None
     return ModelMetadata.from_dict(json.loads(path.read_text()))
+
+
+@dataclass
+class KerasFileSummary:
+    input_shape: list[int] | None
+    outputs: int | None
+    has_lambda: bool
+
+
+class ModelFileError(ValueError):
+    """A file that is not a readable Keras 3 (`.keras`) model archive."""
+
+
+def summarise_keras_file(path: str | Path) -> KerasFileSummary:
+    """Read a `.keras` archive's config without TensorFlow: input shape, output units, Lambda layers.
+
+    For the producer, which must refuse a bad model before anything is stored and must stay fast
+    to start. Input shape and outputs are None where the config does not say them plainly.
+    """
+    import zipfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as error:
+        raise ModelFileError(f"{path.name} is not a Keras 3 .keras model archive ({error})") from None
+
+    layers: list[dict] = []
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            if "class_name" in node and isinstance(node.get("config"), dict):
+                layers.append(node)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    input_shape = None
+    for layer in layers:
+        shape = layer["config"].get("batch_shape") or layer["config"].get("batch_input_shape")
+        if layer["class_name"] == "InputLayer" and shape:
+            input_shape = list(shape[1:])
+            break
+    if input_shape is None and isinstance(config.get("build_config"), dict):
+        shape = config["build_config"].get("input_shape")
+        input_shape = list(shape[1:]) if shape else None
+    dense = [layer for layer in layers if "units" in layer["config"]]
+    outputs = dense[-1]["config"]["units"] if dense else None
+    return KerasFileSummary(input_shape, outputs, any(layer["class_name"] == "Lambda" for layer in layers))

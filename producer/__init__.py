@@ -1,0 +1,1 @@
+"""The producer: turns a source of images into a run and one Celery task per image."""

@@ -35,10 +35,14 @@ def digits_model(model_dir) -> Path:
 
 def run_cli(package: str, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run `python -m package args...` in a subprocess, as a user would."""
+    return run_python("-m", package, *args, check=check, env=env)
+
+
+def run_python(*argv: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [sys.executable, "-m", package, *args], cwd=REPO, capture_output=True, text=True,
-        env={**os.environ, **(env or {})}, timeout=600,
+        [sys.executable, *argv], cwd=REPO, capture_output=True, text=True, env={**os.environ, **(env or {})},
+        timeout=600,
     )
     if check and result.returncode != 0:
-        raise AssertionError(f"python -m {package} {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+        raise AssertionError(f"python {' '.join(argv)} failed ({result.returncode}):\n{result.stderr}")
     return result

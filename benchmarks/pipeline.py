@@ -1,0 +1,134 @@
+"""`python -m benchmarks.pipeline`: the whole pipeline against the engine alone and the article's way.
+
+200 demo validation images, num_samples=1000, Redis + PostgreSQL, one worker of 2 processes x 1
+TensorFlow thread. pipeline_s runs from the first enqueue (images stored, tasks sent) to the last
+committed row. In the same run: engine_sequential_s, the engine alone on the same images in one
+process pinned to one thread, and naive_s, the article's way on a few of them (per image).
+The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from datetime import datetime
+
+import numpy as np
+import redis
+from sqlalchemy import func, select
+
+from core.localstack import Worker, postgres_database
+from db import queries
+from db.migrate import upgrade
+from db.models import Explanation, Image, RunImage
+from db.session import make_engine
+
+REDIS_URL = os.environ.get("BENCHMARK_REDIS_URL", "redis://127.0.0.1:6379/12")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--num-samples", type=int, default=1000)
+    parser.add_argument("--naive-images", type=int, default=3)
+    args = parser.parse_args()
+
+    from celery import Celery
+    from sqlalchemy.orm import sessionmaker
+
+    from producer import service, sources
+    from worker.engine import ExplainParams
+
+    model_path = service.ensure_demo_model("rectangles")
+    model = service.choose_model(model_path)
+    params = ExplainParams(num_samples=args.num_samples)
+    broker = redis.Redis.from_url(REDIS_URL)
+    broker.flushdb()
+    with postgres_database("limebatch_bench") as database_url:
+        upgrade(database_url)
+        engine = make_engine(database_url)
+        Session = sessionmaker(engine, expire_on_commit=False)
+        env = {
+            "DATABASE_URL": database_url, "CELERY_BROKER_URL": REDIS_URL, "TF_THREADS": "1",
+            "WORKER_CONCURRENCY": "2", "DATA_DIR": os.environ.get("DATA_DIR", "data"),
+        }
+        app = Celery(broker=REDIS_URL)
+        worker = Worker(env, concurrency=2).start()
+        try:
+            # Warm-up: each worker process fetches and loads the model once, as a long-lived worker has.
+            warm = sources.from_builtin("rectangles", model.metadata, 4)
+            warm_id, _ = service.enqueue(Session, app, name="warm-up", model=model, source=warm, params=params)
+            service.wait_for_run(Session, warm_id, lambda counts: None, poll_s=0.2)
+
+            source = sources.from_builtin("rectangles", model.metadata, args.images)
+            started = datetime.now().astimezone()
+            run_id, sent = service.enqueue(Session, app, name="benchmark", model=model, source=source, params=params)
+            print(f"pipeline: {sent} images sent, waiting...", flush=True)
+            counts = service.wait_for_run(Session, run_id, lambda counts: None, poll_s=0.2)
+            with Session() as session:
+                last = session.scalar(select(func.max(Explanation.updated_at)).where(Explanation.run_id == run_id))
+                pngs = session.scalars(
+                    select(Image.png).join(RunImage, RunImage.image_id == Image.id)
+                    .where(RunImage.run_id == run_id).order_by(RunImage.position)
+                ).all()
+            pipeline_s = (queries.as_utc(last) - started).total_seconds()
+        finally:
+            worker.stop()
+            app.close()
+            engine.dispose()
+            broker.flushdb()
+    print(f"pipeline: {counts.ok} ok, {counts.failed} failed in {pipeline_s:.1f} s", flush=True)
+
+    engine_s, naive_s = sequential_figures(model_path, pngs, params, args.naive_images)
+    per_image = pipeline_s / len(pngs)
+    result = {
+        "images": len(pngs),
+        "num_samples": args.num_samples,
+        "pipeline_s": pipeline_s,
+        "pipeline_per_image_s": per_image,
+        "engine_sequential_s": engine_s,
+        "engine_per_image_s": engine_s / len(pngs),
+        "naive_s": naive_s,
+        "engine_sequential_over_pipeline": engine_s / pipeline_s,
+        "naive_over_pipeline": naive_s / per_image,
+    }
+    print(
+        f"engine alone, sequential, 1 thread: {engine_s:.1f} s ({engine_s / len(pngs):.3f} s/image); "
+        f"article's way: {naive_s:.2f} s/image; pipeline: {per_image:.3f} s/image\n"
+        f"engine_sequential/pipeline {result['engine_sequential_over_pipeline']:.2f} (target >= 1.6), "
+        f"naive/pipeline {result['naive_over_pipeline']:.0f} (target >= 25)",
+        flush=True,
+    )
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
+
+
+def sequential_figures(model_path, pngs: list[bytes], params, naive_images: int) -> tuple[float, float]:
+    """The engine on every image in this process (1 thread), and the article's way on a few."""
+    from threadpoolctl import threadpool_limits
+
+    from benchmarks.engine import naive_seconds
+    from models.classifier import configure_tensorflow, load_classifier
+    from worker.engine import explain
+    from worker.tasks import decode_png
+
+    configure_tensorflow(1)
+    with threadpool_limits(1):
+        classifier = load_classifier(model_path)
+        images = [decode_png(png) for png in pngs]
+        explain(images[0], classifier.predict, params)  # trace the compiled function first, as the workers did
+        started = time.perf_counter()
+        for image in images:
+            explain(image, classifier.predict, params, input_shape=classifier.input_shape)
+        engine_s = time.perf_counter() - started
+        naive = [
+            naive_seconds(image.astype(np.float32) / 255, classifier.model, params.num_samples)
+            for image in images[:naive_images]
+        ]
+    return engine_s, statistics.mean(naive)
+
+
+if __name__ == "__main__":
+    main()

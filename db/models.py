@@ -1,0 +1,141 @@
+"""SQLAlchemy 2.0 typed models of runs, images, explanations and segment weights.
+
+The schema itself is made by Alembic (`python -m db upgrade`), never by `create_all` at run time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ModelFile(Base):
+    """A model's `.keras` bytes, stored once by sha256 so that any worker can fetch it."""
+
+    __tablename__ = "model_files"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(BigInteger)
+    model_metadata: Mapped[dict] = mapped_column("metadata", JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Run(Base):
+    """One explanation job: a model, its parameters, and the images it covers."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    model_path: Mapped[str] = mapped_column(Text)
+    model_sha256: Mapped[str] = mapped_column(ForeignKey("model_files.sha256"))
+    class_names: Mapped[list] = mapped_column(JSON)
+    params: Mapped[dict] = mapped_column(JSON)
+    source: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="running")  # running | done
+    image_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    classes: Mapped[list["RunClass"]] = relationship(cascade="all, delete-orphan", order_by="RunClass.label")
+
+
+class RunClass(Base):
+    """A run's class names as rows, so plain SQL (in SQLite and PostgreSQL alike) can join label -> name."""
+
+    __tablename__ = "run_classes"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    label: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class Image(Base):
+    """An image stored once by content hash, with its PNG bytes so results outlive the source files."""
+
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    source: Mapped[str] = mapped_column(Text)
+    true_label: Mapped[str | None] = mapped_column(String(200))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    channels: Mapped[int] = mapped_column(Integer)
+    png: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RunImage(Base):
+    """Membership of an image in a run, with its true label (class index) in that run."""
+
+    __tablename__ = "run_images"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    true_label: Mapped[int | None] = mapped_column(Integer)
+
+
+class Explanation(Base):
+    """The result for one (run, image): exactly one row, whatever the deliveries."""
+
+    __tablename__ = "explanations"
+    __table_args__ = (UniqueConstraint("run_id", "image_id", name="uq_explanations_run_image"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
+    status: Mapped[str] = mapped_column(String(20))  # running | ok | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    predicted_label: Mapped[int | None] = mapped_column(Integer)
+    true_label: Mapped[int | None] = mapped_column(Integer)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    probabilities: Mapped[list | None] = mapped_column(JSON)
+    correct: Mapped[bool | None] = mapped_column(Boolean)
+    score: Mapped[float | None] = mapped_column(Float)
+    deletion_auc: Mapped[float | None] = mapped_column(Float)
+    n_segments: Mapped[int | None] = mapped_column(Integer)
+    segments: Mapped[bytes | None] = mapped_column(LargeBinary)  # compressed .npz of the segment id per pixel
+    timings: Mapped[dict | None] = mapped_column(JSON)
+    worker_host: Mapped[str | None] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    weights: Mapped[list["SegmentWeight"]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+
+
+class SegmentWeight(Base):
+    """One superpixel's weight for one explained label, and its area in pixels."""
+
+    __tablename__ = "segment_weights"
+
+    explanation_id: Mapped[int] = mapped_column(ForeignKey("explanations.id", ondelete="CASCADE"), primary_key=True)
+    label: Mapped[int] = mapped_column(Integer, primary_key=True)
+    segment: Mapped[int] = mapped_column(Integer, primary_key=True)
+    weight: Mapped[float] = mapped_column(Float)
+    area: Mapped[int] = mapped_column(Integer)

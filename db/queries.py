@@ -1,0 +1,287 @@
+"""Every query of the project, as functions that take the caller's session (they never commit)."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import case, delete, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from db.models import Explanation, Image, ModelFile, Run, RunClass, RunImage, SegmentWeight, utcnow
+
+FINISHED = ("ok", "failed")
+
+
+class RunNotFound(LookupError):
+    """No run has this id or name."""
+
+
+class RunImageDoesNotExist(LookupError):
+    """The (run, image) pair of a task is not in the database (the run was deleted, or never committed)."""
+
+
+# --- models and runs ---------------------------------------------------------------------------------
+
+
+def store_model_file(session: Session, sha256: str, content: bytes, metadata: dict) -> None:
+    """Keep a model's bytes once per sha256 (a second run of the same model stores nothing)."""
+    if session.get(ModelFile, sha256) is None:
+        session.add(ModelFile(sha256=sha256, content=content, size=len(content), model_metadata=metadata))
+        session.flush()
+
+
+def create_run(
+    session: Session, *, name: str, model_path: str, model_sha256: str, class_names: list[str], params: dict, source: str
+) -> Run:
+    run = Run(
+        name=name, model_path=model_path, model_sha256=model_sha256, class_names=class_names, params=params,
+        source=source, status="running", started_at=utcnow(),
+    )
+    run.classes = [RunClass(label=i, name=n) for i, n in enumerate(class_names)]
+    session.add(run)
+    session.flush()
+    return run
+
+
+def find_run(session: Session, ref: str | int) -> Run:
+    """A run by id, or by name (the newest of that name)."""
+    ref = str(ref)
+    run = session.get(Run, int(ref)) if ref.isdigit() else None
+    if run is None:
+        run = session.scalars(select(Run).where(Run.name == ref).order_by(Run.id.desc()).limit(1)).first()
+    if run is None:
+        raise RunNotFound(f"no run with id or name {ref!r}")
+    return run
+
+
+def list_runs(session: Session) -> list[tuple[Run, "RunCounts"]]:
+    runs = session.scalars(select(Run).order_by(Run.id)).all()
+    return [(run, run_counts(session, run.id)) for run in runs]
+
+
+# --- images ------------------------------------------------------------------------------------------
+
+
+def add_image(
+    session: Session, run: Run, *, sha256: str, png: bytes, source: str, width: int, height: int, channels: int,
+    true_label: int | None, position: int,
+) -> Image | None:
+    """Store an image once by content hash and add it to the run; None if the run already has it."""
+    image = session.scalars(select(Image).where(Image.sha256 == sha256)).first()
+    if image is None:
+        name = run.class_names[true_label] if true_label is not None else None
+        image = Image(
+            sha256=sha256, png=png, source=source, width=width, height=height, channels=channels, true_label=name
+        )
+        session.add(image)
+        session.flush()
+    elif session.get(RunImage, (run.id, image.id)) is not None:
+        return None
+    session.add(RunImage(run_id=run.id, image_id=image.id, position=position, true_label=true_label))
+    run.image_count += 1
+    return image
+
+
+def images_without_result(session: Session, run_id: int) -> list[int]:
+    """Images of the run with no finished (ok or failed) explanation: what `resume` sends again."""
+    finished = select(Explanation.image_id).where(Explanation.run_id == run_id, Explanation.status.in_(FINISHED))
+    return list(
+        session.scalars(
+            select(RunImage.image_id)
+            .where(RunImage.run_id == run_id, RunImage.image_id.not_in(finished))
+            .order_by(RunImage.position)
+        )
+    )
+
+
+# --- explanations ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Claim:
+    explanation_id: int
+    status: str
+    attempts: int
+    true_label: int | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+def _upsert(session: Session):
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def claim_explanation(session: Session, run_id: int, image_id: int, host: str) -> Claim:
+    """Make or take the one row of (run, image) and count this delivery as an attempt.
+
+    A finished row is left alone (a redelivered task then does nothing); any other row gets
+    attempts + 1, so a poison image that kills its worker every time is seen coming back.
+    """
+    member = session.get(RunImage, (run_id, image_id))
+    if member is None:
+        raise RunImageDoesNotExist(f"image {image_id} is not part of run {run_id}")
+    true_label = member.true_label
+    now = utcnow()
+    statement = _upsert(session)(Explanation).values(
+        run_id=run_id, image_id=image_id, status="running", attempts=1, true_label=true_label,
+        worker_host=host, updated_at=now,
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=["run_id", "image_id"],
+        set_={"attempts": Explanation.attempts + 1, "status": "running", "worker_host": host, "updated_at": now},
+        where=Explanation.status.not_in(FINISHED),
+    ).returning(Explanation.id, Explanation.status, Explanation.attempts, Explanation.true_label)
+    row = session.execute(statement).first()
+    if row is None:  # finished already: the conditional update did nothing
+        row = session.execute(
+            select(Explanation.id, Explanation.status, Explanation.attempts, Explanation.true_label).where(
+                Explanation.run_id == run_id, Explanation.image_id == image_id
+            )
+        ).one()
+    return Claim(*row)
+
+
+def encode_segments(segments: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, segments=segments.astype(np.uint16))
+    return buffer.getvalue()
+
+
+def decode_segments(blob: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(blob))["segments"].astype(np.int32)
+
+
+def save_explanation(session: Session, explanation_id: int, result, host: str) -> None:
+    """Write an engine result (worker.engine.Explanation) into its row, replacing any earlier weights."""
+    row = session.get(Explanation, explanation_id)
+    predicted = result.predicted_label
+    row.status = "ok"
+    row.error = None
+    row.predicted_label = predicted
+    row.confidence = float(result.probabilities[predicted])
+    row.probabilities = [float(p) for p in result.probabilities]
+    row.correct = None if row.true_label is None else predicted == row.true_label
+    row.score = result.labels[predicted].score
+    row.deletion_auc = result.deletion_auc
+    row.n_segments = result.n_segments
+    row.segments = encode_segments(result.segments)
+    row.timings = {k: round(v, 6) for k, v in result.timings.items()}
+    row.worker_host = host
+    session.execute(delete(SegmentWeight).where(SegmentWeight.explanation_id == explanation_id))
+    areas = result.segment_areas()
+    session.execute(
+        insert(SegmentWeight),
+        [
+            {"explanation_id": explanation_id, "label": label, "segment": s, "weight": float(w), "area": int(areas[s])}
+            for label, explained in result.labels.items()
+            for s, w in enumerate(explained.weights)
+        ],
+    )
+
+
+def save_failure(session: Session, explanation_id: int, error: str, host: str) -> None:
+    row = session.get(Explanation, explanation_id)
+    row.status = "failed"
+    row.error = error[:2000]
+    row.worker_host = host
+    session.execute(delete(SegmentWeight).where(SegmentWeight.explanation_id == explanation_id))
+
+
+def finish_run_if_complete(session: Session, run_id: int) -> bool:
+    """Mark the run done once every image has a finished explanation; True when it is done."""
+    counts = run_counts(session, run_id)
+    if counts.finished < counts.total:
+        return False
+    session.execute(
+        update(Run).where(Run.id == run_id, Run.status != "done").values(status="done", finished_at=utcnow())
+    )
+    return True
+
+
+# --- progress and results ----------------------------------------------------------------------------
+
+
+@dataclass
+class RunCounts:
+    total: int
+    ok: int
+    failed: int
+    correct: int
+
+    @property
+    def finished(self) -> int:
+        return self.ok + self.failed
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.finished
+
+    @property
+    def misclassified(self) -> int:
+        return self.ok - self.correct
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.ok if self.ok else None
+
+
+def run_counts(session: Session, run_id: int) -> RunCounts:
+    total = session.scalar(select(func.count()).select_from(RunImage).where(RunImage.run_id == run_id)) or 0
+    ok, failed, correct = session.execute(
+        select(
+            func.coalesce(func.sum(case((Explanation.status == "ok", 1), else_=0)), 0),
+            func.coalesce(func.sum(case((Explanation.status == "failed", 1), else_=0)), 0),
+            func.coalesce(func.sum(case((Explanation.correct.is_(True), 1), else_=0)), 0),
+        ).where(Explanation.run_id == run_id)
+    ).one()
+    return RunCounts(total, int(ok), int(failed), int(correct))
+
+
+def run_wall_seconds(run: Run) -> float | None:
+    if run.started_at is None:
+        return None
+    end = run.finished_at or utcnow()
+    return (as_utc(end) - as_utc(run.started_at)).total_seconds()
+
+
+def as_utc(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes for the UTC values we stored
+    return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
+
+
+MISCLASSIFIED_COLUMNS = ("image_id", "source", "true_label", "predicted_label", "confidence", "score", "deletion_auc")
+
+
+def misclassified(session: Session, run_id: int) -> list[dict]:
+    """Rows of the `misclassifications` view for a run, most confident mistakes first."""
+    rows = session.execute(
+        text(
+            "SELECT image_id, source, true_label, predicted_label, confidence, score, deletion_auc "
+            "FROM misclassifications WHERE run_id = :run_id ORDER BY confidence DESC, image_id"
+        ),
+        {"run_id": run_id},
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+def confusion(session: Session, run_id: int) -> list[dict]:
+    rows = session.execute(
+        text("SELECT true_label, predicted_label, n FROM confusion WHERE run_id = :run_id ORDER BY true_label, predicted_label"),
+        {"run_id": run_id},
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+def failures(session: Session, run_id: int) -> list[tuple[int, str]]:
+    rows = session.execute(
+        select(Explanation.image_id, Explanation.error)
+        .where(Explanation.run_id == run_id, Explanation.status == "failed")
+        .order_by(Explanation.image_id)
+    )
+    return [(image_id, error) for image_id, error in rows]

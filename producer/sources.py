@@ -1,0 +1,156 @@
+"""Where a run's images come from: a built-in data set's validation split, a class-per-folder tree, or an .npz.
+
+Everything is decoded here, in the producer, into uint8 pixels; a source that cannot be read whole is
+refused with a one-line SourceError before anything is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.artifacts import ModelMetadata
+from models.datasets import load_dataset
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+class SourceError(ValueError):
+    """A source that cannot be used as given; the message is one line, for the user."""
+
+
+@dataclass
+class SourceImage:
+    pixels: np.ndarray  # uint8 (H, W, C)
+    source: str
+    true_label: int | None
+
+    @property
+    def sha256(self) -> str:
+        """Content hash of the decoded pixels and their shape: the same picture is stored once."""
+        digest = hashlib.sha256(repr(self.pixels.shape).encode())
+        digest.update(np.ascontiguousarray(self.pixels).tobytes())
+        return digest.hexdigest()
+
+    def png(self) -> bytes:
+        import io
+
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        pixels = self.pixels[:, :, 0] if self.pixels.shape[2] == 1 else self.pixels
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
+@dataclass
+class LoadedSource:
+    description: str
+    images: list[SourceImage]
+    class_names: list[str] | None = None  # the names the source's labels stand for (folder names)
+
+
+def to_uint8(array: np.ndarray, what: str) -> np.ndarray:
+    """Pixels as uint8 (H, W, C): floats in [0, 1] and 16-bit integers are scaled, not clipped."""
+    array = np.asarray(array)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+        raise SourceError(f"{what}: shape {array.shape} is not an image (H, W) or (H, W, 1|3|4)")
+    if array.dtype == np.uint8:
+        return array
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+            raise SourceError(f"{what}: float pixels must be finite and in [0, 1]")
+        return np.round(array * 255).astype(np.uint8)
+    if np.issubdtype(array.dtype, np.integer):
+        info = np.iinfo(array.dtype)
+        if array.min() < 0:
+            raise SourceError(f"{what}: negative pixel values")
+        return np.round(array.astype(np.float64) / info.max * 255).astype(np.uint8)
+    raise SourceError(f"{what}: pixel type {array.dtype} is not supported")
+
+
+def from_builtin(name: str, metadata: ModelMetadata | None, limit: int | None) -> LoadedSource:
+    """The validation split of a built-in data set, the same split the model was trained against."""
+    if metadata is not None and metadata.dataset == name:
+        data = load_dataset(
+            name, images=metadata.images, val_fraction=metadata.val_fraction or 0.2, seed=metadata.seed or 0,
+            split_seed=metadata.split_seed if metadata.split_seed is not None else 42,
+        )
+    else:
+        data = load_dataset(name)
+    count = len(data.y_val) if limit is None else min(limit, len(data.y_val))
+    images = [
+        SourceImage(to_uint8(data.x_val[i], f"{name}[{i}]"), f"{name}:validation/{i}", int(data.y_val[i]))
+        for i in range(count)
+    ]
+    return LoadedSource(f"{name} validation split", images, list(data.class_names))
+
+
+def decode_image_file(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as picture:
+            picture.load()
+            if picture.mode in ("I;16", "I;16B", "I;16L", "I"):
+                return to_uint8(np.asarray(picture).astype(np.uint16), path.name)
+            if picture.mode not in ("L", "RGB", "RGBA"):
+                picture = picture.convert("RGBA" if "A" in picture.getbands() else "RGB")
+            return to_uint8(np.asarray(picture), path.name)
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        if isinstance(error, SourceError):
+            raise
+        raise SourceError(f"{path.name}: not a readable image ({type(error).__name__}: {error})") from None
+
+
+def from_folder(folder: Path, limit: int | None) -> LoadedSource:
+    """One sub-folder per class (Keras' image_dataset_from_directory convention), PNG and JPEG files."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SourceError(f"folder not found: {folder}")
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise SourceError(f"{folder} has no class sub-folders (expected {folder}/<class>/<image>.png)")
+    files: list[tuple[Path, int]] = []
+    for label, name in enumerate(classes):
+        for path in sorted((folder / name).iterdir()):
+            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+                files.append((path, label))
+    if not files:
+        raise SourceError(f"{folder} has no PNG or JPEG images in its class sub-folders")
+    if limit is not None:
+        files = files[:limit]
+    images = [SourceImage(decode_image_file(path), str(path), label) for path, label in files]
+    return LoadedSource(f"folder {folder}", images, classes)
+
+
+def from_npz(path: Path, limit: int | None) -> LoadedSource:
+    """An .npz with `X` (n, H, W[, C]) and optional integer labels `y` (n,)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SourceError(f"file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "X" not in archive:
+                raise SourceError(f"{path.name} has no array named X")
+            x = archive["X"]
+            y = archive["y"] if "y" in archive else None
+    except (OSError, ValueError) as error:
+        if isinstance(error, SourceError):
+            raise
+        raise SourceError(f"{path.name}: not a readable .npz ({error})") from None
+    if x.ndim not in (3, 4) or len(x) == 0:
+        raise SourceError(f"{path.name}: X has shape {x.shape}; want (n, H, W) or (n, H, W, C) with n > 0")
+    if y is not None and (y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer)):
+        raise SourceError(f"{path.name}: y must be {len(x)} integer labels, got shape {y.shape} of {y.dtype}")
+    count = len(x) if limit is None else min(limit, len(x))
+    images = [
+        SourceImage(to_uint8(x[i], f"{path.name}[{i}]"), f"{path}[{i}]", None if y is None else int(y[i]))
+        for i in range(count)
+    ]
+    return LoadedSource(f"npz {path}", images)

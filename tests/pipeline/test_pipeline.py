@@ -1,0 +1,158 @@
+"""Producer -> Redis -> real celery workers -> SQL, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+from sqlalchemy import func, select, text
+
+from db import queries
+from db.models import Explanation, Image, Run, RunImage, SegmentWeight
+from worker.celery import EXPLAIN_TASK
+
+
+def run_id_of(output: str) -> int:
+    return int(re.search(r"run (\d+):", output).group(1))
+
+
+def wait_done(stack, run_id: int, timeout: float = 180) -> queries.RunCounts:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with stack.session() as session:
+            counts = queries.run_counts(session, run_id)
+        if counts.remaining == 0:
+            return counts
+        time.sleep(0.3)
+    raise TimeoutError(f"run {run_id} not finished: {counts}")
+
+
+def rows_per_image(stack, run_id: int) -> dict[int, int]:
+    with stack.session() as session:
+        members = session.scalars(select(RunImage.image_id).where(RunImage.run_id == run_id)).all()
+        counted = {
+            image_id: n
+            for image_id, n in session.execute(
+                select(Explanation.image_id, func.count()).where(Explanation.run_id == run_id).group_by(Explanation.image_id)
+            )
+        }
+    return {image_id: counted.get(image_id, 0) for image_id in members}
+
+
+def test_enqueue_explains_every_image_exactly_once(stack):
+    result = stack.enqueue("--dataset", "rectangles", "--limit", "12", "--name", "first", "--wait")
+    run_id = run_id_of(result.stdout)
+    assert "accuracy" in result.stdout and "misclassified" in result.stdout
+    assert set(rows_per_image(stack, run_id).values()) == {1}
+    with stack.session() as session:
+        run = session.get(Run, run_id)
+        assert run.status == "done" and run.finished_at is not None and run.image_count == 12
+        rows = session.scalars(select(Explanation).where(Explanation.run_id == run_id)).all()
+        assert {row.status for row in rows} == {"ok"}
+        for row in rows:
+            assert row.attempts == 1 and row.worker_host and row.timings["model_s"] > 0
+            assert row.correct == (row.predicted_label == row.true_label)
+            assert abs(sum(row.probabilities) - 1) < 1e-6 and row.confidence == max(row.probabilities)
+            areas = session.execute(
+                select(SegmentWeight.label, func.sum(SegmentWeight.area)).where(SegmentWeight.explanation_id == row.id)
+                .group_by(SegmentWeight.label)
+            ).all()
+            assert areas and all(total == 64 * 64 for _, total in areas)
+            assert queries.decode_segments(row.segments).shape == (64, 64)
+
+
+def test_the_views_return_what_the_rows_say(stack):
+    with stack.session() as session:
+        run_id = queries.find_run(session, "first").id
+        rows = session.scalars(select(Explanation).where(Explanation.run_id == run_id)).all()
+        names = session.get(Run, run_id).class_names
+        wrong = sorted(r.image_id for r in rows if not r.correct)
+        view = queries.misclassified(session, run_id)
+        assert sorted(r["image_id"] for r in view) == wrong
+        for entry in view:
+            row = next(r for r in rows if r.image_id == entry["image_id"])
+            assert entry["true_label"] == names[row.true_label] and entry["predicted_label"] == names[row.predicted_label]
+            assert entry["confidence"] == row.confidence and entry["deletion_auc"] == row.deletion_auc
+        confusion = queries.confusion(session, run_id)
+        assert sum(c["n"] for c in confusion) == len(rows)
+        for cell in confusion:
+            expected = sum(1 for r in rows if names[r.true_label] == cell["true_label"] and names[r.predicted_label] == cell["predicted_label"])
+            assert cell["n"] == expected
+    listed = json.loads(stack.cli("db", "misclassified", "--run", "first", "--format", "json").stdout)
+    assert [r["image_id"] for r in listed] == [r["image_id"] for r in view]
+    csv_lines = stack.cli("db", "misclassified", "--run", str(run_id), "--format", "csv").stdout.strip().splitlines()
+    assert csv_lines[0].startswith("image_id,source,true_label") and len(csv_lines) == len(view) + 1
+    assert "first" in stack.cli("db", "runs").stdout
+
+
+def test_a_task_delivered_twice_leaves_one_row(stack):
+    run_id = run_id_of(stack.enqueue("--dataset", "rectangles", "--limit", "4", "--name", "twice").stdout)
+    with stack.session() as session:
+        images = session.scalars(select(RunImage.image_id).where(RunImage.run_id == run_id)).all()
+    for image_id in images:  # every task delivered twice more, while the first deliveries run
+        for _ in range(2):
+            stack.celery.send_task(EXPLAIN_TASK, args=[run_id, image_id])
+    wait_done(stack, run_id)
+    time.sleep(2)  # let the duplicate deliveries land too
+    assert set(rows_per_image(stack, run_id).values()) == {1}
+    with stack.session() as session:
+        assert session.scalar(select(func.count()).select_from(Explanation).where(Explanation.run_id == run_id)) == 4
+
+
+def test_a_broken_image_is_stored_as_failed_and_the_run_completes(stack):
+    with stack.session() as session:
+        good = session.get(Run, queries.find_run(session, "first").id)
+        run = queries.create_run(
+            session, name="broken", model_path=good.model_path, model_sha256=good.model_sha256,
+            class_names=good.class_names, params=good.params, source="test",
+        )
+        images = session.scalars(select(RunImage).where(RunImage.run_id == good.id).order_by(RunImage.position).limit(3)).all()
+        for position, member in enumerate(images):
+            session.add(RunImage(run_id=run.id, image_id=member.image_id, position=position, true_label=member.true_label))
+        broken = Image(sha256="0" * 64, source="broken.png", width=64, height=64, channels=3, png=b"\x89PNG garbage")
+        session.add(broken)
+        session.flush()
+        session.add(RunImage(run_id=run.id, image_id=broken.id, position=3, true_label=0))
+        run.image_count = 4
+        session.commit()
+        run_id, broken_id, member_ids = run.id, broken.id, [m.image_id for m in images]
+    for image_id in member_ids + [broken_id]:
+        stack.celery.send_task(EXPLAIN_TASK, args=[run_id, image_id])
+    counts = wait_done(stack, run_id)
+    assert (counts.ok, counts.failed) == (3, 1)
+    with stack.session() as session:
+        failed = session.scalars(select(Explanation).where(Explanation.run_id == run_id, Explanation.status == "failed")).one()
+        assert failed.image_id == broken_id and "UnidentifiedImageError" in failed.error
+        assert session.get(Run, run_id).status == "done"
+    status = stack.cli("producer", "status", "broken").stdout
+    assert re.search(r"failed\W+1\b", status) and re.search(r"status\W+done", status)
+
+
+def test_resume_completes_a_run_whose_queue_was_lost(stack):
+    import redis
+
+    stack.worker.stop()
+    run_id = run_id_of(stack.enqueue("--dataset", "rectangles", "--limit", "6", "--name", "lost").stdout)
+    redis.Redis.from_url(stack.env["CELERY_BROKER_URL"]).flushdb()  # the broker lost its queue
+    stack.new_worker().start()
+    time.sleep(3)
+    with stack.session() as session:
+        assert queries.run_counts(session, run_id).finished == 0  # nothing left to deliver
+    result = stack.cli("producer", "resume", "lost", "--wait")
+    assert "6 images sent again" in result.stdout
+    assert set(rows_per_image(stack, run_id).values()) == {1}
+    with stack.session() as session:
+        assert queries.run_counts(session, run_id).ok == 6
+    assert "0 images sent again" in stack.cli("producer", "resume", "lost").stdout
+
+
+def test_tensorflow_lives_only_in_the_worker_children(stack):
+    def maps(pid: int) -> str:
+        return Path(f"/proc/{pid}/maps").read_text()
+
+    children = stack.worker.child_pids()
+    assert len(children) == 2
+    assert "libtensorflow" not in maps(stack.worker.process.pid)
+    assert all("libtensorflow" in maps(pid) for pid in children)

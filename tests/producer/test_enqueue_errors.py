@@ -1,0 +1,120 @@
+"""Bad input to the producer: a one-line error, a non-zero exit, and nothing half-written."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import create_engine, text
+
+from tests.conftest import run_cli, run_python
+from core.localstack import redis_database
+
+
+@pytest.fixture
+def env(tmp_path):
+    with redis_database() as broker:
+        database = f"sqlite:///{tmp_path / 'results.db'}"
+        env = {"DATABASE_URL": database, "CELERY_BROKER_URL": broker, "DATA_DIR": str(tmp_path / "data")}
+        run_cli("db", "upgrade", env=env)
+        yield env
+
+
+def stored_rows(env) -> dict[str, int]:
+    engine = create_engine(env["DATABASE_URL"])
+    with engine.connect() as connection:
+        counts = {t: connection.scalar(text(f"SELECT COUNT(*) FROM {t}")) for t in ("runs", "images", "run_images")}
+    engine.dispose()
+    return counts
+
+
+def assert_refused(result, message: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert message in lines[0]
+
+
+def save_png(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def test_bad_sources_and_models_are_refused_and_nothing_is_stored(env, tmp_path, rectangles_model):
+    model = ["--model", str(rectangles_model)]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    no_images = tmp_path / "no_images"
+    (no_images / "cat").mkdir(parents=True)
+    not_image = tmp_path / "not_image"
+    save_png(not_image / "rectangle" / "ok.png", np.zeros((64, 64, 3), np.uint8))
+    (not_image / "rectangle" / "notes.png").write_text("this is text, not a PNG")
+    wrong_class = tmp_path / "wrong_class"
+    save_png(wrong_class / "zebra" / "a.png", np.zeros((64, 64, 3), np.uint8))
+    corrupt_model = tmp_path / "corrupt.keras"
+    corrupt_model.write_bytes(b"garbage")
+
+    cases = [
+        (["--folder", str(tmp_path / "missing"), *model], "folder not found"),
+        (["--folder", str(empty), *model], "has no class sub-folders"),
+        (["--folder", str(no_images), *model], "has no PNG or JPEG images"),
+        (["--folder", str(not_image), *model], "notes.png: not a readable image"),
+        (["--folder", str(wrong_class), *model], "source classes ['zebra'] are not among the model's classes"),
+        (["--folder", str(not_image)], "--model is required"),
+        (["--dataset", "rectangles", "--model", str(tmp_path / "nope.keras")], "model file not found"),
+        (["--dataset", "rectangles", "--model", str(corrupt_model)], "is not a Keras 3 .keras model archive"),
+        (["--npz", str(tmp_path / "none.npz"), *model], "file not found"),
+        (["--dataset", "cifar"], "unknown data set 'cifar'"),
+        (["--dataset", "rectangles", "--folder", str(empty)], "give one source"),
+        (["--dataset", "rectangles", "--segmentation", "watershed", *model], "segmentation must be"),
+        (["--dataset", "rectangles", "--limit", "0", *model], "--limit must be at least 1"),
+    ]
+    for args, message in cases:
+        assert_refused(run_cli("producer", "enqueue", *args, check=False, env=env), message)
+    assert stored_rows(env) == {"runs": 0, "images": 0, "run_images": 0}
+
+
+def test_no_broker_means_a_clear_error_and_no_run(env, rectangles_model):
+    no_broker = {**env, "CELERY_BROKER_URL": "redis://127.0.0.1:1/0"}
+    result = run_cli("producer", "enqueue", "--dataset", "rectangles", "--limit", "3", "--model", str(rectangles_model),
+                     check=False, env=no_broker)
+    assert_refused(result, "cannot reach the broker at redis://127.0.0.1:1/0")
+    assert stored_rows(env)["runs"] == 0
+
+
+def test_folder_and_npz_sources_create_runs_without_tensorflow(env, tmp_path, rectangles_model):
+    folder = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    for name in ("no_rectangle", "rectangle"):
+        for i in range(2):
+            save_png(folder / name / f"{i}.png", rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    npz = tmp_path / "set.npz"
+    np.savez(npz, X=rng.random((3, 64, 64, 3)).astype(np.float32), y=np.array([0, 1, 1]))
+    # TensorFlow made unimportable: the producer must not need it
+    script = (
+        "import sys, runpy; sys.modules['tensorflow'] = None; sys.modules['keras'] = None; "
+        "sys.argv = ['producer'] + sys.argv[1:]; runpy.run_module('producer', run_name='__main__')"
+    )
+    for args in (["--folder", str(folder)], ["--npz", str(npz)]):
+        result = run_python("-c", script, "enqueue", *args, "--model", str(rectangles_model), env=env)
+        assert "images queued" in result.stdout
+    engine = create_engine(env["DATABASE_URL"])
+    with engine.connect() as connection:
+        runs = connection.execute(text("SELECT id, image_count FROM runs ORDER BY id")).all()
+        labels = connection.execute(
+            text("SELECT ri.true_label, i.true_label FROM run_images ri JOIN images i ON i.id = ri.image_id WHERE ri.run_id = :r ORDER BY ri.position"),
+            {"r": runs[0][0]},
+        ).all()
+    engine.dispose()
+    assert [count for _, count in runs] == [4, 3]
+    # folder names are matched to the model's class names, not to their sorted order
+    assert labels == [(1, "no_rectangle"), (1, "no_rectangle"), (0, "rectangle"), (0, "rectangle")]
+
+
+def test_every_command_has_help():
+    for args in (["--help"], ["enqueue", "--help"], ["status", "--help"], ["resume", "--help"]):
+        assert run_cli("producer", *args).returncode == 0
+    for args in (["--help"], ["upgrade", "--help"], ["runs", "--help"], ["misclassified", "--help"]):
+        assert run_cli("db", *args).returncode == 0

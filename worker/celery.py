@@ -1,0 +1,53 @@
+"""The one Celery app. `celery -A worker worker` finds it here.
+
+Nothing in this module (or in worker.tasks at import) touches TensorFlow: the worker's parent
+process forks its children, and TensorFlow hangs after a fork. Each child sets its own thread
+count and loads its models lazily, after the fork.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from core.settings import settings
+
+EXPLAIN_TASK = "worker.tasks.explain_image"
+
+if not settings.task_soft_time_limit_s < settings.task_time_limit_s < settings.visibility_timeout_s:
+    raise ValueError(
+        "time limits must satisfy TASK_SOFT_TIME_LIMIT_S < TASK_TIME_LIMIT_S < VISIBILITY_TIMEOUT_S, otherwise Redis "
+        "redelivers a task that is still running"
+    )
+
+app = Celery("worker", include=["worker.tasks"])
+app.conf.update(
+    broker_url=settings.celery_broker_url,
+    broker_connection_retry_on_startup=True,
+    broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+    # JSON only: a pickled message is refused, never deserialised.
+    task_serializer="json",
+    accept_content=["json"],
+    result_serializer="json",
+    task_ignore_result=True,  # results live in SQL
+    # A task is acknowledged after it finished; a task whose worker died goes back to the queue.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_soft_time_limit=settings.task_soft_time_limit_s,
+    task_time_limit=settings.task_time_limit_s,
+    # Flower needs the events.
+    worker_send_task_events=True,
+    task_send_sent_event=True,
+    worker_concurrency=settings.worker_processes(),
+)
+
+
+@worker_process_init.connect
+def _init_child_process(**_) -> None:
+    """In each freshly forked child: drop the parent's database connections, pin TensorFlow's threads."""
+    from db.session import dispose_engines
+    from models.classifier import configure_tensorflow
+
+    dispose_engines()
+    configure_tensorflow(settings.threads_per_process())

@@ -1,0 +1,36 @@
+"""Each worker process's models, fetched from the database once by sha256 and kept on local disk.
+
+A worker on another machine needs nothing but the broker and database URLs.
+"""
+
+from __future__ import annotations
+
+import os
+
+from sqlalchemy.orm import Session
+
+from core.settings import settings
+from db.models import ModelFile
+from models.artifacts import ModelMetadata, file_sha256, write_metadata
+from models.classifier import Classifier, ModelLoadError, load_classifier
+
+_loaded: dict[str, Classifier] = {}
+
+
+def classifier_for(session: Session, sha256: str) -> Classifier:
+    """The model with this sha256, loaded once per process (the run's stored copy, never the user's path)."""
+    if sha256 in _loaded:
+        return _loaded[sha256]
+    cache = settings.model_cache_dir
+    path = cache / f"{sha256}.keras"
+    if not path.exists() or file_sha256(path) != sha256:
+        stored = session.get(ModelFile, sha256)
+        if stored is None:
+            raise ModelLoadError(f"model {sha256[:12]} is not in the database")
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        partial.write_bytes(stored.content)
+        write_metadata(path, ModelMetadata.from_dict({**stored.model_metadata, "sha256": sha256}))
+        os.replace(partial, path)  # atomic: other processes never see half a file
+    _loaded[sha256] = load_classifier(path)
+    return _loaded[sha256]
