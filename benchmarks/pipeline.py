@@ -64,12 +64,18 @@ def main() -> None:
             service.wait_for_run(Session, warm_id, lambda counts: None, poll_s=0.2)
 
             source = sources.from_builtin("rectangles", model.metadata, args.images)
+            cpu_before = cpu_seconds_by_role(worker.process.pid)
             started = datetime.now().astimezone()
             run_id, sent = service.enqueue(Session, app, name="benchmark", model=model, source=source, params=params)
-            print(f"pipeline: {sent} images sent, waiting...", flush=True)
-            counts = service.wait_for_run(Session, run_id, lambda counts: None, poll_s=0.2)
+            enqueue_s = (datetime.now().astimezone() - started).total_seconds()
+            print(f"pipeline: {sent} images stored and sent in {enqueue_s:.2f} s, waiting...", flush=True)
+            # the end is read from the rows' commit times, so polling often would only steal CPU
+            counts = service.wait_for_run(Session, run_id, lambda counts: None, poll_s=1.0)
+            cpu_after = cpu_seconds_by_role(worker.process.pid)
+            cpu_used = {role: round(cpu_after[role] - cpu_before.get(role, 0.0), 2) for role in cpu_after}
             with Session() as session:
                 last = session.scalar(select(func.max(Explanation.updated_at)).where(Explanation.run_id == run_id))
+                timings = session.scalars(select(Explanation.timings).where(Explanation.run_id == run_id)).all()
                 pngs = session.scalars(
                     select(Image.png).join(RunImage, RunImage.image_id == Image.id)
                     .where(RunImage.run_id == run_id).order_by(RunImage.position)
@@ -81,6 +87,7 @@ def main() -> None:
             engine.dispose()
             broker.flushdb()
     print(f"pipeline: {counts.ok} ok, {counts.failed} failed in {pipeline_s:.1f} s", flush=True)
+    print(f"CPU seconds used meanwhile, by role: {cpu_used}", flush=True)
 
     engine_s, naive_s = sequential_figures(model_path, pngs, params, args.naive_images)
     per_image = pipeline_s / len(pngs)
@@ -89,11 +96,15 @@ def main() -> None:
         "num_samples": args.num_samples,
         "pipeline_s": pipeline_s,
         "pipeline_per_image_s": per_image,
+        "enqueue_s": enqueue_s,
+        # the engine's own time per image inside the workers: the rest of pipeline time is queue and database
+        "engine_in_pipeline_per_image_s": statistics.mean(t["total_s"] for t in timings),
         "engine_sequential_s": engine_s,
         "engine_per_image_s": engine_s / len(pngs),
         "naive_s": naive_s,
         "engine_sequential_over_pipeline": engine_s / pipeline_s,
         "naive_over_pipeline": naive_s / per_image,
+        "cpu_s_by_role": cpu_used,
     }
     print(
         f"engine alone, sequential, 1 thread: {engine_s:.1f} s ({engine_s / len(pngs):.3f} s/image); "
@@ -103,6 +114,29 @@ def main() -> None:
         flush=True,
     )
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
+
+
+def cpu_seconds_by_role(worker_pid: int) -> dict[str, float]:
+    """CPU seconds so far of every process on the machine, summed by role: where the 2 cores went."""
+    import psutil
+
+    totals: dict[str, float] = {}
+    for process in psutil.process_iter(["name", "ppid", "cpu_times"]):
+        info = process.info
+        if info["cpu_times"] is None:
+            continue
+        if process.pid == os.getpid():
+            role = "producer (this process)"
+        elif process.pid == worker_pid:
+            role = "celery parent"
+        elif info["ppid"] == worker_pid:
+            role = "celery children"
+        elif info["name"] in ("postgres", "redis-server"):
+            role = info["name"]
+        else:
+            role = "other (kernel, ...)"
+        totals[role] = totals.get(role, 0.0) + info["cpu_times"].user + info["cpu_times"].system
+    return totals
 
 
 def sequential_figures(model_path, pngs: list[bytes], params, naive_images: int) -> tuple[float, float]:
@@ -118,7 +152,7 @@ def sequential_figures(model_path, pngs: list[bytes], params, naive_images: int)
     with threadpool_limits(1):
         classifier = load_classifier(model_path)
         images = [decode_png(png) for png in pngs]
-        explain(images[0], classifier.predict, params)  # trace the compiled function first, as the workers did
+        classifier.warm_up()  # as each worker process does when it loads a model
         started = time.perf_counter()
         for image in images:
             explain(image, classifier.predict, params, input_shape=classifier.input_shape)

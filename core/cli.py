@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from contextlib import contextmanager
+from typing import Iterator, NoReturn
 
 import typer
 
@@ -14,3 +15,12 @@ def fail(message: str, code: int = USAGE_ERROR) -> NoReturn:
     """Print `error: message` on one line to stderr and exit non-zero."""
     print(f"error: {message}", file=sys.stderr)
     raise typer.Exit(code)
+
+
+@contextmanager
+def failing_on(*errors: type[Exception]) -> Iterator[None]:
+    """Turn the given (expected, user-facing) errors into a one-line `error: ...` and a non-zero exit."""
+    try:
+        yield
+    except errors as error:
+        fail(str(error))

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from core.cli import fail
+from core.cli import fail, failing_on
 from core.settings import settings
 from db import queries
 from db.session import session_factory
@@ -66,11 +66,8 @@ def misclassified(
     format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table | csv | json."),
 ) -> None:
     """The images the model got wrong in a run, most confident mistakes first."""
-    with session_factory()() as session:
-        try:
-            found = queries.find_run(session, run)
-        except queries.RunNotFound as error:
-            fail(str(error))
+    with session_factory()() as session, failing_on(queries.RunNotFound):
+        found = queries.find_run(session, run)
         rows = queries.misclassified(session, found.id)
     write_rows(rows, queries.MISCLASSIFIED_COLUMNS, format, title=f"misclassified in run {found.id} ({found.name})")
 

@@ -55,7 +55,7 @@ class Run(Base):
     class_names: Mapped[list] = mapped_column(JSON)
     params: Mapped[dict] = mapped_column(JSON)
     source: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(20), default="running")  # running | done
+    status: Mapped[str] = mapped_column(String(20), default="enqueueing")  # enqueueing | running | done
     image_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -30,7 +30,9 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # No pre-ping: it costs a round trip per checkout, and a connection lost to a database restart
+    # surfaces as OperationalError, which invalidates the pool and makes the task retry.
+    return create_engine(url)
 
 
 _engines: dict[str, Engine] = {}

@@ -61,8 +61,16 @@ class Classifier:
         import tensorflow as tf
 
         model = self.model
-        self._forward = tf.function(lambda x: model(x, training=False))
+        # One trace serves every batch size (each new shape would otherwise cost a retrace per
+        # process); batches still come in a few fixed sizes so oneDNN reuses its kernels.
+        signature = tf.TensorSpec([None, *self.input_shape], tf.float32)
+        self._forward = tf.function(lambda x: model(x, training=False), input_signature=[signature])
         self._buckets = batch_buckets(self.batch_size)
+
+    def warm_up(self) -> None:
+        """Trace the compiled function and touch every batch size once, before the first real image."""
+        for size in self._buckets:
+            self._forward(np.zeros((size, *self.input_shape), np.float32))
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from core.cli import fail
+from core.cli import fail, failing_on
 from db import queries
 from db.session import session_factory
 from models.datasets import DATASET_NAMES
@@ -51,14 +51,12 @@ def enqueue(
         fail(f"--limit must be at least 1, got {limit}")
     if dataset is not None and dataset not in DATASET_NAMES:
         fail(f"unknown data set {dataset!r}; choose one of {', '.join(DATASET_NAMES)}")
-    try:
+    with failing_on(ValueError):
         params = ExplainParams(
             num_samples=num_samples, segmentation=segmentation, n_segments=n_segments, top_labels=top_labels, seed=seed
         )
-    except ValueError as error:
-        fail(str(error))
 
-    try:
+    with failing_on(service.EnqueueError, sources.SourceError):
         if folder is None and npz is None:
             dataset = dataset or "rectangles"
             model = model or service.ensure_demo_model(dataset, echo=console.print)
@@ -73,8 +71,6 @@ def enqueue(
             source = sources.from_builtin(dataset, choice.metadata, limit)
         _migrate()
         run_id, sent = service.enqueue(session_factory(), celery_app, name=name, model=choice, source=source, params=params)
-    except (service.EnqueueError, sources.SourceError) as error:
-        fail(str(error))
     console.print(f"run {run_id}: {sent} images queued ({source.description}, model {choice.path.name})")
     if wait:
         follow(run_id)
@@ -83,11 +79,8 @@ def enqueue(
 @app.command()
 def status(run: str = typer.Argument(..., help="Run id or name.")) -> None:
     """Counts and timing of a run."""
-    with session_factory()() as session:
-        try:
-            found = queries.find_run(session, run)
-        except queries.RunNotFound as error:
-            fail(str(error))
+    with session_factory()() as session, failing_on(queries.RunNotFound):
+        found = queries.find_run(session, run)
         counts = queries.run_counts(session, found.id)
         console.print(summary_table(found, counts))
 
@@ -101,10 +94,8 @@ def resume(
     from producer import service
     from worker.celery import app as celery_app
 
-    try:
+    with failing_on(service.EnqueueError, queries.RunNotFound):
         run_id, sent = service.resume(session_factory(), celery_app, run)
-    except (service.EnqueueError, queries.RunNotFound) as error:
-        fail(str(error))
     console.print(f"run {run_id}: {sent} images sent again")
     if wait and sent:
         follow(run_id)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists
 from sqlalchemy.orm import Session
 
 from db import queries
@@ -107,31 +107,6 @@ def check_images(model: ModelChoice, source: LoadedSource, class_names: list[str
             raise EnqueueError(f"{image.source}: label {image.true_label} is not one of {len(class_names)} classes")
 
 
-def create_run(
-    session: Session, *, name: str, model: ModelChoice, source: LoadedSource, params: ExplainParams
-) -> tuple[Run, list[int], list[int]]:
-    """Store the model, the run and its images (not committed). Returns the run, its image ids, new image ids."""
-    class_names = run_class_names(model, source)
-    check_images(model, source, class_names)
-    queries.store_model_file(session, model.sha256, model.content, _metadata_dict(model.metadata))
-    run = queries.create_run(
-        session, name=name, model_path=str(model.path.resolve()), model_sha256=model.sha256, class_names=class_names,
-        params=params.to_dict(), source=source.description,
-    )
-    known = set(session.scalars(select(Image.id)))
-    image_ids = []
-    for position, image in enumerate(source.images):
-        pixels = image.pixels
-        stored = queries.add_image(
-            session, run, sha256=image.sha256, png=image.png(), source=image.source, width=pixels.shape[1],
-            height=pixels.shape[0], channels=pixels.shape[2], true_label=image.true_label, position=position,
-        )
-        if stored is not None:
-            image_ids.append(stored.id)
-    session.flush()
-    return run, image_ids, [i for i in image_ids if i not in known]
-
-
 def _metadata_dict(metadata: ModelMetadata) -> dict:
     from dataclasses import asdict
 
@@ -147,13 +122,13 @@ def check_broker(app, timeout: float = 5.0) -> None:
         raise EnqueueError(f"cannot reach the broker at {_safe_url(app.conf.broker_url)}: {error}") from None
 
 
-def send_tasks(app, run_id: int, image_ids: list[int]) -> None:
+def send_tasks(app, run_id: int, image_ids: list[int], producer=None) -> None:
     """One task per image, by name (no TensorFlow import), over one connection."""
     from worker.celery import EXPLAIN_TASK
 
-    with app.producer_or_acquire() as producer:
+    with app.producer_or_acquire(producer) as connection:
         for image_id in image_ids:
-            app.send_task(EXPLAIN_TASK, args=[run_id, image_id], producer=producer)
+            app.send_task(EXPLAIN_TASK, args=[run_id, image_id], producer=connection)
 
 
 def discard_run(session: Session, run_id: int, new_image_ids: list[int]) -> None:
@@ -168,24 +143,49 @@ def discard_run(session: Session, run_id: int, new_image_ids: list[int]) -> None
     session.commit()
 
 
+ENQUEUE_CHUNK = 32  # images stored and committed before their tasks go out: workers start early
+
+
 def enqueue(
     session_factory, app, *, name: str | None, model: ModelChoice, source: LoadedSource, params: ExplainParams
 ) -> tuple[int, int]:
-    """Create the run with its images and send its tasks; all or nothing. Returns (run id, images sent)."""
+    """Create the run, store its images and send their tasks, chunk by chunk; all or nothing.
+
+    Returns (run id, images sent). If anything fails on the way (the broker, the database, Ctrl-C),
+    the run and the images only it brought are removed again; tasks already sent for it then find
+    no run and do nothing.
+    """
     check_broker(app)
+    class_names = run_class_names(model, source)
+    check_images(model, source, class_names)
     with session_factory() as session:
-        run, image_ids, new_images = create_run(
-            session, name=name or default_run_name(source), model=model, source=source, params=params
+        queries.store_model_file(session, model.sha256, model.content, _metadata_dict(model.metadata))
+        run = queries.create_run(
+            session, name=name or default_run_name(source), model_path=str(model.path.resolve()),
+            model_sha256=model.sha256, class_names=class_names, params=params.to_dict(), source=source.description,
         )
         session.commit()
-        run_id = run.id
+        run_id, sent, created = run.id, 0, []
         try:
-            send_tasks(app, run_id, image_ids)
-        except Exception as error:
+            with app.producer_or_acquire() as producer:
+                for start in range(0, len(source.images), ENQUEUE_CHUNK):
+                    chunk = [image.as_new_image() for image in source.images[start : start + ENQUEUE_CHUNK]]
+                    to_send, new = queries.add_images(session, run, chunk, start)
+                    session.commit()
+                    created += new
+                    send_tasks(app, run_id, to_send, producer)
+                    sent += len(to_send)
+            run.status = "running"
+            session.commit()
+            queries.finish_run_if_complete(session, run_id)  # in case the workers were faster than us
+            session.commit()
+        except BaseException as error:
             session.rollback()
-            discard_run(session, run_id, new_images)
-            raise EnqueueError(f"sending the tasks failed, run discarded: {error}") from None
-    return run_id, len(image_ids)
+            discard_run(session, run_id, created)
+            if isinstance(error, Exception):
+                raise EnqueueError(f"enqueueing failed, run {run_id} discarded: {error}") from None
+            raise
+    return run_id, sent
 
 
 def resume(session_factory, app, run_ref: str) -> tuple[int, int]:
@@ -194,11 +194,13 @@ def resume(session_factory, app, run_ref: str) -> tuple[int, int]:
     with session_factory() as session:
         run = queries.find_run(session, run_ref)
         missing = queries.images_without_result(session, run.id)
-        if missing and run.status == "done":
+        if missing or run.status != "done":  # also completes a run whose producer died after sending
             run.status = "running"
             run.finished_at = None
             session.commit()
         send_tasks(app, run.id, missing)
+        queries.finish_run_if_complete(session, run.id)
+        session.commit()
         return run.id, len(missing)
 
 

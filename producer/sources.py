@@ -35,6 +35,12 @@ class SourceImage:
         digest.update(np.ascontiguousarray(self.pixels).tobytes())
         return digest.hexdigest()
 
+    def as_new_image(self):
+        from db.queries import NewImage
+
+        height, width, channels = self.pixels.shape
+        return NewImage(self.sha256, self.png(), self.source, width, height, channels, self.true_label)
+
     def png(self) -> bytes:
         import io
 

@@ -43,11 +43,20 @@ app.conf.update(
 )
 
 
+_thread_limits = None
+
+
 @worker_process_init.connect
 def _init_child_process(**_) -> None:
-    """In each freshly forked child: drop the parent's database connections, pin TensorFlow's threads."""
+    """In each freshly forked child: drop the parent's database connections, pin TensorFlow's and
+    BLAS's threads to cores / processes so the children do not fight over the cores."""
+    global _thread_limits
+    from threadpoolctl import threadpool_limits
+
     from db.session import dispose_engines
     from models.classifier import configure_tensorflow
 
     dispose_engines()
-    configure_tensorflow(settings.threads_per_process())
+    threads = settings.threads_per_process()
+    _thread_limits = threadpool_limits(threads)
+    configure_tensorflow(threads)

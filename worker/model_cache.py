@@ -32,5 +32,7 @@ def classifier_for(session: Session, sha256: str) -> Classifier:
         partial.write_bytes(stored.content)
         write_metadata(path, ModelMetadata.from_dict({**stored.model_metadata, "sha256": sha256}))
         os.replace(partial, path)  # atomic: other processes never see half a file
-    _loaded[sha256] = load_classifier(path)
-    return _loaded[sha256]
+    classifier = load_classifier(path)
+    classifier.warm_up()
+    _loaded[sha256] = classifier
+    return classifier

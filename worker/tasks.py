@@ -13,7 +13,6 @@ from sqlalchemy.exc import OperationalError
 
 from core.settings import settings
 from db import queries
-from db.models import Image, Run
 from db.session import session_factory
 from worker.celery import EXPLAIN_TASK, app
 from worker.engine import ExplainParams, explain
@@ -42,49 +41,40 @@ def decode_png(blob: bytes) -> np.ndarray:
 def explain_image(self, run_id: int, image_id: int) -> str:
     """Explain one image of a run and upsert its result; a redelivery never makes a second row."""
     host = f"{socket.gethostname()}:{os.getpid()}"
-    Session = session_factory()
-    with Session() as session:
+    with session_factory()() as session:
         try:
-            claim = queries.claim_explanation(session, run_id, image_id, host)
+            job = queries.claim_explanation(session, run_id, image_id, host)
         except queries.RunImageDoesNotExist as missing:
             logger.warning("skipped: %s", missing)
             return "missing"
-        session.commit()
-        if claim.finished:
-            return claim.status
-        if claim.attempts > settings.max_attempts:
-            queries.save_failure(
-                session, claim.explanation_id,
-                f"gave up after {claim.attempts - 1} attempts: the worker died or timed out every time", host,
-            )
-            queries.finish_run_if_complete(session, run_id)
-            session.commit()
-            return "failed"
-        run = session.get(Run, run_id)
-        image = session.get(Image, image_id)
-        png, params, sha256 = image.png, run.params, run.model_sha256
+        session.commit()  # the attempt counts even if this process dies while explaining
+        if job.finished:
+            return job.status
 
-    try:
-        with Session() as session:
-            classifier = classifier_for(session, sha256)
-        result = explain(
-            decode_png(png), classifier.predict, ExplainParams(**params), true_label=claim.true_label,
-            input_shape=classifier.input_shape, value_range=classifier.value_range,
-        )
         error = None
-    except OperationalError:
-        raise
-    except SoftTimeLimitExceeded:
-        error = f"time limit of {settings.task_soft_time_limit_s} s exceeded"
-    except Exception as failure:  # anything else is this image's fault: store it, the run goes on
-        error = f"{type(failure).__name__}: {failure}"
+        if job.attempts > settings.max_attempts:
+            error = f"gave up after {job.attempts - 1} attempts: the worker died or timed out every time"
+        else:
+            try:
+                classifier = classifier_for(session, job.model_sha256)
+                session.commit()  # end the read before the long computation
+                result = explain(
+                    decode_png(job.png), classifier.predict, ExplainParams(**job.params),
+                    true_label=job.true_label, input_shape=classifier.input_shape, value_range=classifier.value_range,
+                )
+            except OperationalError:
+                raise
+            except SoftTimeLimitExceeded:
+                error = f"time limit of {settings.task_soft_time_limit_s} s exceeded"
+            except Exception as failure:  # anything else is this image's fault: store it, the run goes on
+                error = f"{type(failure).__name__}: {failure}"
 
-    with Session() as session:
         if error is None:
-            queries.save_explanation(session, claim.explanation_id, result, host)
+            queries.save_explanation(session, job, result, host)
         else:
             logger.warning("run %s image %s failed: %s", run_id, image_id, error)
-            queries.save_failure(session, claim.explanation_id, error, host)
-        queries.finish_run_if_complete(session, run_id)
+            queries.save_failure(session, job, error, host)
+        session.commit()
+        queries.finish_run_if_complete(session, run_id)  # after the commit, so it counts this row
         session.commit()
     return "ok" if error is None else "failed"

@@ -116,6 +116,7 @@ def test_a_broken_image_is_stored_as_failed_and_the_run_completes(stack):
         session.flush()
         session.add(RunImage(run_id=run.id, image_id=broken.id, position=3, true_label=0))
         run.image_count = 4
+        run.status = "running"  # as the producer leaves it once every task is sent
         session.commit()
         run_id, broken_id, member_ids = run.id, broken.id, [m.image_id for m in images]
     for image_id in member_ids + [broken_id]:
@@ -156,3 +157,15 @@ def test_tensorflow_lives_only_in_the_worker_children(stack):
     assert len(children) == 2
     assert "libtensorflow" not in maps(stack.worker.process.pid)
     assert all("libtensorflow" in maps(pid) for pid in children)
+
+
+def test_the_readme_queries_run_on_this_database(stack):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    queries_in_readme = re.findall(r"```sql\n(.*?)```", readme, flags=re.S)
+    assert len(queries_in_readme) >= 5
+    with stack.session() as session:
+        assert queries.find_run(session, "first").id == 1  # the README's queries name run 1
+        for sql in queries_in_readme:
+            session.execute(text(sql)).all()
+        mistakes = session.execute(text(queries_in_readme[0])).all()
+        assert len(mistakes) == len(queries.misclassified(session, 1)[:10])
