@@ -56,7 +56,9 @@ class Worker:
         self.log = log
         self.process: subprocess.Popen | None = None
 
-    def start(self, ready_timeout: float = 120) -> "Worker":
+    def start(self, ready_timeout: float | None = 120) -> "Worker":
+        """Start the worker; wait until it answers a ping unless ready_timeout is None (brokers
+        without broadcast, such as the embedded SQLAlchemy transport, cannot be pinged)."""
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", "prefork",
@@ -64,7 +66,8 @@ class Worker:
              "--without-mingle"],
             cwd=REPO, env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
-        self.wait_ready(ready_timeout)
+        if ready_timeout is not None:
+            self.wait_ready(ready_timeout)
         return self
 
     def wait_ready(self, timeout: float) -> None:
@@ -82,6 +85,9 @@ class Worker:
             raise TimeoutError("worker did not answer a ping in time")
         finally:
             probe.close()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def child_pids(self) -> list[int]:
         out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout

@@ -25,24 +25,50 @@ def main() -> None:
     """Send images to the workers and follow the runs."""
 
 
+DATASET = typer.Option(None, help=f"Built-in data set's validation split: {' | '.join(DATASET_NAMES)} (default rectangles).")
+FOLDER = typer.Option(None, help="A folder with one sub-folder of PNG/JPEG images per class.")
+NPZ = typer.Option(None, help="An .npz file with images X (n, H, W[, C]) and labels y (n,).")
+MODEL = typer.Option(None, help="A .keras model (default: the data set's demo model, trained if missing).")
+NAME = typer.Option(None, help="Run name (default: source and time).")
+NUM_SAMPLES = typer.Option(1000, help="LIME perturbations per image.")
+SEGMENTATION = typer.Option("quickshift", help="quickshift (lime's defaults) | slic.")
+N_SEGMENTS = typer.Option(50, help="SLIC: about how many superpixels.")
+TOP_LABELS = typer.Option(None, help="Explain the K most probable labels (default: predicted and true).")
+SEED = typer.Option(0, help="LIME's random seed (results depend only on image, model, parameters and seed).")
+LIMIT = typer.Option(None, help="Only the first N images.")
+
+
 @app.command()
 def enqueue(
-    dataset: Optional[str] = typer.Option(None, help=f"Built-in data set's validation split: {' | '.join(DATASET_NAMES)} (default rectangles)."),
-    folder: Optional[Path] = typer.Option(None, help="A folder with one sub-folder of PNG/JPEG images per class."),
-    npz: Optional[Path] = typer.Option(None, help="An .npz file with images X (n, H, W[, C]) and labels y (n,)."),
-    model: Optional[Path] = typer.Option(None, help="A .keras model (default: the data set's demo model, trained if missing)."),
-    name: Optional[str] = typer.Option(None, help="Run name (default: source and time)."),
-    num_samples: int = typer.Option(1000, help="LIME perturbations per image."),
-    segmentation: str = typer.Option("quickshift", help="quickshift (lime's defaults) | slic."),
-    n_segments: int = typer.Option(50, help="SLIC: about how many superpixels."),
-    top_labels: Optional[int] = typer.Option(None, help="Explain the K most probable labels (default: predicted and true)."),
-    seed: int = typer.Option(0, help="LIME's random seed (results depend only on image, model, parameters and seed)."),
-    limit: Optional[int] = typer.Option(None, help="Only the first N images."),
+    dataset: Optional[str] = DATASET,
+    folder: Optional[Path] = FOLDER,
+    npz: Optional[Path] = NPZ,
+    model: Optional[Path] = MODEL,
+    name: Optional[str] = NAME,
+    num_samples: int = NUM_SAMPLES,
+    segmentation: str = SEGMENTATION,
+    n_segments: int = N_SEGMENTS,
+    top_labels: Optional[int] = TOP_LABELS,
+    seed: int = SEED,
+    limit: Optional[int] = LIMIT,
     wait: bool = typer.Option(False, "--wait/--no-wait", help="Follow the run with a progress bar until it ends."),
 ) -> None:
     """Create a run, store its images, send one task per image, print the run id."""
-    from producer import service, sources
     from worker.celery import app as celery_app
+
+    run_id = send_run(
+        celery_app, dataset=dataset, folder=folder, npz=npz, model=model, name=name, num_samples=num_samples,
+        segmentation=segmentation, n_segments=n_segments, top_labels=top_labels, seed=seed, limit=limit,
+    )
+    if wait:
+        follow(run_id)
+
+
+def send_run(
+    celery_app, *, dataset, folder, npz, model, name, num_samples, segmentation, n_segments, top_labels, seed, limit
+) -> int:
+    """Check the options, pick the model and the source, create the run and send it; the run id."""
+    from producer import service, sources
     from worker.engine import ExplainParams
 
     if sum(x is not None for x in (dataset, folder, npz)) > 1:
@@ -72,8 +98,82 @@ def enqueue(
         _migrate()
         run_id, sent = service.enqueue(session_factory(), celery_app, name=name, model=choice, source=source, params=params)
     console.print(f"run {run_id}: {sent} images queued ({source.description}, model {choice.path.name})")
-    if wait:
-        follow(run_id)
+    return run_id
+
+
+@app.command()
+def local(
+    dataset: Optional[str] = DATASET,
+    folder: Optional[Path] = FOLDER,
+    npz: Optional[Path] = NPZ,
+    model: Optional[Path] = MODEL,
+    name: Optional[str] = NAME,
+    num_samples: int = NUM_SAMPLES,
+    segmentation: str = SEGMENTATION,
+    n_segments: int = N_SEGMENTS,
+    top_labels: Optional[int] = TOP_LABELS,
+    seed: int = SEED,
+    limit: Optional[int] = LIMIT,
+    workers: int = typer.Option(0, help="Local worker processes (0: one per core)."),
+    resume_run: Optional[str] = typer.Option(None, "--resume", help="Finish this run (id or name) instead of starting one."),
+) -> None:
+    """The whole job on this machine, no Docker, Redis or PostgreSQL needed.
+
+    Results go to DATABASE_URL (default: a SQLite file under DATA_DIR) and tasks through
+    CELERY_BROKER_URL, or an embedded broker in a SQLite file when that is not set. Starts local
+    workers, sends the run, shows its progress, stops the workers, and prints the summary and the
+    misclassified images. Ctrl-C stops the workers and leaves the run resumable with --resume.
+    """
+    from core.localstack import Worker
+    from core.settings import cpu_count, settings
+    from producer import service
+    from worker.celery import app as celery_app, use_broker
+
+    if workers < 0:
+        fail(f"--workers must be 0 or more, got {workers}")
+    processes = workers or cpu_count()
+    broker = settings.celery_broker_url
+    if "celery_broker_url" not in settings.model_fields_set:
+        broker = f"sqla+sqlite:///{(settings.data_dir / 'broker.db').resolve()}"
+    use_broker(celery_app, broker)
+    env = {
+        "DATABASE_URL": settings.database, "CELERY_BROKER_URL": broker, "DATA_DIR": str(settings.data_dir.resolve()),
+        "WORKER_CONCURRENCY": str(processes),
+    }
+    _migrate()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    worker = Worker(env, concurrency=processes, log=settings.data_dir / "local-worker.log", name="local@%h")
+    console.print(f"starting {processes} local worker processes (log: {worker.log})")
+    worker.start(ready_timeout=None)
+    run_id = None
+    try:
+        if resume_run is not None:
+            with failing_on(service.EnqueueError, queries.RunNotFound):
+                run_id, sent = service.resume(session_factory(), celery_app, resume_run)
+            console.print(f"run {run_id}: {sent} images sent again")
+        else:
+            run_id = send_run(
+                celery_app, dataset=dataset, folder=folder, npz=npz, model=model, name=name,
+                num_samples=num_samples, segmentation=segmentation, n_segments=n_segments, top_labels=top_labels,
+                seed=seed, limit=limit,
+            )
+        follow(run_id, summary=False, watch=lambda: worker.alive() or fail(f"the local workers exited; see {worker.log}"))
+    except KeyboardInterrupt:
+        console.print("\n[bold]interrupted[/]: stopping the workers...")
+        worker.stop()
+        if run_id is not None:
+            console.print(f"run {run_id} is resumable: python -m producer local --resume {run_id}")
+        raise typer.Exit(130)
+    finally:
+        worker.stop()
+    with session_factory()() as session:
+        run = queries.find_run(session, run_id)
+        console.print(summary_table(run, queries.run_counts(session, run_id)))
+        rows = queries.misclassified(session, run_id)
+    from db.cli import OutputFormat, write_rows
+
+    write_rows(rows, queries.MISCLASSIFIED_COLUMNS, OutputFormat.table, title=f"misclassified in run {run_id}")
+    console.print(f"results: {settings.database}  (python -m db misclassified --run {run_id})")
 
 
 @app.command()
@@ -107,8 +207,11 @@ def _migrate() -> None:
     upgrade()
 
 
-def follow(run_id: int) -> None:
-    """A live progress bar (done, failed, remaining, rate, ETA), then a one-screen summary."""
+def follow(run_id: int, summary: bool = True, watch=None) -> None:
+    """A live progress bar (done, failed, remaining, rate, ETA), then a one-screen summary.
+
+    `watch`, if given, is called at every poll and may stop the wait by raising.
+    """
     from producer.service import wait_for_run
 
     Session = session_factory()
@@ -122,6 +225,8 @@ def follow(run_id: int) -> None:
         task = progress.add_task("explaining", total=None, run=run_id, failed=0, remaining="?", rate="")
 
         def update(counts: queries.RunCounts) -> None:
+            if watch is not None:
+                watch()
             elapsed = time.perf_counter() - started
             rate = f"{counts.finished / elapsed:.1f} img/s" if elapsed > 0 and counts.finished else ""
             progress.update(
@@ -130,8 +235,9 @@ def follow(run_id: int) -> None:
             )
 
         counts = wait_for_run(Session, run_id, update)
-    with Session() as session:
-        console.print(summary_table(queries.find_run(session, run_id), counts))
+    if summary:
+        with Session() as session:
+            console.print(summary_table(queries.find_run(session, run_id), counts))
 
 
 def summary_table(run, counts: queries.RunCounts) -> Table:

@@ -20,11 +20,20 @@ if not settings.task_soft_time_limit_s < settings.task_time_limit_s < settings.v
         "redelivers a task that is still running"
     )
 
+
+
+def use_broker(celery_app: Celery, url: str) -> None:
+    """Point the app at a broker; only Redis takes a visibility timeout (the embedded SQLAlchemy
+    transport would pass it on to create_engine and fail)."""
+    redis = url.split("://", 1)[0] in ("redis", "rediss")
+    celery_app.conf.broker_url = url
+    celery_app.conf.broker_transport_options = {"visibility_timeout": settings.visibility_timeout_s} if redis else {}
+
+
 app = Celery("worker", include=["worker.tasks"])
+use_broker(app, settings.celery_broker_url)
 app.conf.update(
-    broker_url=settings.celery_broker_url,
     broker_connection_retry_on_startup=True,
-    broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
     # JSON only: a pickled message is refused, never deserialised.
     task_serializer="json",
     accept_content=["json"],

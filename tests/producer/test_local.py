@@ -1,0 +1,79 @@
+"""`python -m producer local`: the whole job with no Redis, no PostgreSQL and no Docker."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from sqlalchemy import create_engine, text
+
+from core.localstack import REPO
+from tests.conftest import run_cli
+
+
+def local_env(tmp_path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
+    env["DATA_DIR"] = str(tmp_path / "data")
+    return env
+
+
+def local_workers_running() -> bool:
+    return subprocess.run(["pgrep", "-f", "worker worker .* -n local@"], capture_output=True).returncode == 0
+
+
+def results(tmp_path, sql: str) -> list:
+    engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'results.db'}")
+    with engine.connect() as connection:
+        rows = connection.execute(text(sql)).all()
+    engine.dispose()
+    return rows
+
+
+def test_local_runs_the_whole_job_on_a_bare_machine(tmp_path):
+    """Nothing running, no model: it trains one, starts workers, explains, stops them, reports."""
+    result = subprocess.run(
+        [sys.executable, "-m", "producer", "local", "--limit", "6", "--num-samples", "200", "--workers", "2"],
+        cwd=REPO, env=local_env(tmp_path), capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "training it" in result.stdout and "misclassified in run 1" in result.stdout
+    assert f"results: sqlite:///{tmp_path / 'data' / 'results.db'}" in result.stdout.replace("\n", "")
+    assert (tmp_path / "data" / "broker.db").exists()  # the embedded broker
+    assert results(tmp_path, "SELECT status, COUNT(*) FROM explanations GROUP BY status") == [("ok", 6)]
+    assert not local_workers_running()
+
+
+def test_ctrl_c_stops_the_workers_and_leaves_the_run_resumable(tmp_path, rectangles_model):
+    models = tmp_path / "data" / "models"
+    models.mkdir(parents=True)
+    shutil.copy(rectangles_model, models / "rectangles.keras")
+    shutil.copy(rectangles_model.with_suffix(".json"), models / "rectangles.json")
+    env = local_env(tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "producer", "local", "--limit", "40", "--workers", "2"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if (tmp_path / "data" / "results.db").exists():
+            done = results(tmp_path, "SELECT COUNT(*) FROM explanations WHERE status = 'ok'")[0][0]
+            if done >= 3:
+                break
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "resumable: python -m producer local --resume 1" in out.replace("\n", " ")
+    assert not local_workers_running()
+    finished = results(tmp_path, "SELECT COUNT(*) FROM explanations WHERE status = 'ok'")[0][0]
+    assert 3 <= finished < 40
+
+    resumed = run_cli("producer", "local", "--resume", "1", "--workers", "2", env=env)
+    assert "misclassified in run 1" in resumed.stdout
+    per_image = results(tmp_path, "SELECT image_id, COUNT(*) FROM explanations WHERE run_id = 1 GROUP BY image_id")
+    assert len(per_image) == 40 and {n for _, n in per_image} == {1}
+    assert results(tmp_path, "SELECT COUNT(*) FROM explanations WHERE status = 'ok'")[0][0] == 40
