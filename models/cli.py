@@ -35,6 +35,7 @@ def train(
     seed: int = typer.Option(0, help="Seed for the data and the weights."),
     out: Optional[Path] = typer.Option(None, help="Where to save the .keras file (default DATA_DIR/models/<dataset>.keras)."),
     threads: int = typer.Option(0, help="TensorFlow CPU threads (0: all cores)."),
+    if_missing: bool = typer.Option(False, "--if-missing", help="Do nothing if the model file is already there."),
 ) -> None:
     """Train the CNN on a built-in data set, save it with its metadata, print the validation accuracy."""
     if dataset not in DATASET_NAMES:
@@ -49,6 +50,9 @@ def train(
     if threads:
         configure_tensorflow(threads)
     path = out or default_model_path(dataset)
+    if if_missing and path.exists():
+        console.print(f"{path} is already there; not training")
+        return
     started = time.perf_counter()
     with console.status(f"training on {dataset} ({preset} preset)..."):
         result = train_model(dataset, path, preset=preset, seed=seed)

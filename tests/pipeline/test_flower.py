@@ -1,0 +1,41 @@
+"""Flower, with basic auth, watching the real workers of a small job."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from core.localstack import REPO, spare_port, wait_until
+
+
+def test_flower_shows_the_workers_and_tasks_only_to_its_users(stack, tmp_path):
+    port = spare_port()
+    auth = ("watcher", "p4ss-word")
+    flower = subprocess.Popen(
+        [str(Path(sys.executable).parent / "celery"), "-A", "worker", "flower", f"--port={port}", "--address=127.0.0.1"],
+        cwd=REPO, env={**os.environ, **stack.env, "FLOWER_BASIC_AUTH": f"{auth[0]}:{auth[1]}"},
+        stdout=open(tmp_path / "flower.log", "wb"), stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: requests.get(f"{base}/api/workers", auth=auth, timeout=10).status_code == 200, "flower")
+        stack.enqueue("--dataset", "rectangles", "--limit", "3", "--name", "watched", "--wait")
+        workers = requests.get(f"{base}/api/workers", auth=auth, timeout=30).json()
+        assert stack.worker.name.split("@")[0] in " ".join(workers)
+
+        def all_tasks_seen() -> bool:
+            tasks = requests.get(f"{base}/api/tasks", auth=auth, timeout=10).json()
+            mine = [t for t in tasks.values() if t["name"] == "worker.tasks.explain_image" and t["state"] == "SUCCESS"]
+            return len(mine) >= 3
+
+        wait_until(all_tasks_seen, "the job's tasks in flower", timeout=30)
+        for path in ("/api/workers", "/api/tasks", "/"):
+            assert requests.get(f"{base}{path}", timeout=10).status_code == 401
+            assert requests.get(f"{base}{path}", auth=("watcher", "wrong"), timeout=10).status_code == 401
+    finally:
+        flower.terminate()
+        flower.wait(30)
