@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from enum import Enum
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -91,3 +93,102 @@ def _safe(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+@app.command()
+def show(
+    image: int = typer.Argument(..., help="Image id."),
+    run: str = typer.Option(..., help="Run id or name."),
+) -> None:
+    """One explained image: probabilities, weights per label, scores, where the image came from."""
+    with session_factory()() as session, failing_on(queries.RunNotFound):
+        found = queries.find_run(session, run)
+        details = queries.explanation_details(session, found.id, image_id=image)
+    if not details:
+        fail(f"run {found.id} has no finished explanation of image {image}")
+    detail = details[0]
+    row = detail.explanation
+    console.print(f"[bold]image {image}[/] of run {found.id} ({found.name}): {detail.image.source}")
+    console.print(
+        f"true {detail.label_name(row.true_label)}, predicted {detail.label_name(row.predicted_label)} "
+        f"({'correct' if row.correct else 'wrong' if row.correct is False else 'no true label'}); surrogate R^2 "
+        f"{row.score:.4f}, deletion AUC {row.deletion_auc:.4f}, {row.n_segments} superpixels, attempts {row.attempts}"
+    )
+    probabilities = Table("class", "probability", title="probabilities")
+    for label, p in enumerate(row.probabilities):
+        probabilities.add_row(detail.label_name(label), f"{p:.4f}")
+    console.print(probabilities)
+    for label, weights in detail.weights.items():
+        table = Table("superpixel", "weight", "area (px)", title=f"weights for {detail.label_name(label)}")
+        for segment in sorted(range(len(weights)), key=lambda s: -abs(weights[s])):
+            table.add_row(str(segment), f"{weights[segment]:+.4f}", str(detail.areas[segment]))
+        console.print(table)
+
+
+@app.command()
+def compare(
+    run_a: str = typer.Argument(..., help="First run (id or name)."),
+    run_b: str = typer.Argument(..., help="Second run (id or name)."),
+    format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table | csv | json."),
+) -> None:
+    """Images explained in both runs whose prediction changed (e.g. two models on the same set)."""
+    with session_factory()() as session, failing_on(queries.RunNotFound):
+        a, b = queries.find_run(session, run_a), queries.find_run(session, run_b)
+        rows = queries.prediction_changes(session, a.id, b.id)
+    write_rows(rows, queries.CHANGE_COLUMNS, format, title=f"predictions that changed from run {a.id} to run {b.id}")
+
+
+@app.command()
+def export(
+    run: str = typer.Option(..., help="Run id or name."),
+    out: Path = typer.Option(..., help="Folder for the PNG files (made if missing)."),
+    misclassified_only: bool = typer.Option(False, "--misclassified", help="Only the images the model got wrong."),
+) -> None:
+    """One PNG pair per explanation: the predicted label's positive superpixels outlined, and only them
+    (hide-rest); a second pair for the true label when it differs."""
+    from rich.progress import track
+
+    from db import pictures
+
+    with session_factory()() as session, failing_on(queries.RunNotFound):
+        found = queries.find_run(session, run)
+        details = queries.explanation_details(session, found.id, misclassified_only=misclassified_only)
+    out.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for detail in track(details, description="drawing", console=console):
+        row = detail.explanation
+        image = pictures.decode_png(detail.image.png)
+        segments = queries.decode_segments(row.segments)
+        stem = (
+            f"image{row.image_id:06d}_true-{safe_name(detail.label_name(row.true_label))}"
+            f"_pred-{safe_name(detail.label_name(row.predicted_label))}"
+        )
+        views = [("predicted", row.predicted_label)]
+        if row.true_label is not None and row.true_label != row.predicted_label and row.true_label in detail.weights:
+            views.append(("true", row.true_label))
+        for view, label in views:
+            outlined, only = pictures.overlays(image, segments, detail.weights[label])
+            (out / f"{stem}_{view}-outline.png").write_bytes(outlined)
+            (out / f"{stem}_{view}-only.png").write_bytes(only)
+            written += 2
+    console.print(f"{written} PNG files for {len(details)} explanations in {out}")
+
+
+@app.command()
+def report(
+    run: str = typer.Option(..., help="Run id or name."),
+    output: Path = typer.Option(Path("report.html"), "-o", "--output", help="Where to write the HTML file."),
+) -> None:
+    """A self-contained HTML report: summary, confusion matrix, gallery of the misclassified images."""
+    from db.report import write_report
+
+    with session_factory()() as session, failing_on(queries.RunNotFound):
+        found = queries.find_run(session, run)
+        with console.status("drawing the misclassified images..."):
+            shown = write_report(session, found.id, output)
+    console.print(f"{output}: run {found.id}, {shown} misclassified images")
+
+
+def safe_name(text: str) -> str:
+    """A class name as a piece of a file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "_"

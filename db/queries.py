@@ -346,3 +346,78 @@ def failures(session: Session, run_id: int) -> list[tuple[int, str]]:
         .order_by(Explanation.image_id)
     )
     return [(image_id, error) for image_id, error in rows]
+
+
+# --- one explanation, comparisons, pictures ---------------------------------------------------------
+
+
+@dataclass
+class ExplanationDetail:
+    """Everything about one explained image of a run: the row, its image, and weights per label."""
+
+    run: Run
+    explanation: Explanation
+    image: Image
+    weights: dict[int, np.ndarray]  # label -> weight per segment
+    areas: np.ndarray  # pixel area per segment
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.run.class_names
+
+    def label_name(self, label: int | None) -> str:
+        return "-" if label is None else self.class_names[label]
+
+
+def explanation_details(
+    session: Session, run_id: int, *, image_id: int | None = None, misclassified_only: bool = False
+) -> list[ExplanationDetail]:
+    """Finished explanations of a run (one image, or the mistakes only), with their weights."""
+    run = session.get(Run, run_id)
+    query = (
+        select(Explanation, Image)
+        .join(Image, Image.id == Explanation.image_id)
+        .where(Explanation.run_id == run_id, Explanation.status == "ok")
+        .order_by(Explanation.image_id)
+    )
+    if image_id is not None:
+        query = query.where(Explanation.image_id == image_id)
+    if misclassified_only:
+        query = query.where(Explanation.correct.is_(False))
+    details = []
+    for explanation, image in session.execute(query):
+        rows = session.execute(
+            select(SegmentWeight.label, SegmentWeight.segment, SegmentWeight.weight, SegmentWeight.area)
+            .where(SegmentWeight.explanation_id == explanation.id)
+        ).all()
+        n = explanation.n_segments or 0
+        weights: dict[int, np.ndarray] = {}
+        areas = np.zeros(n, dtype=np.int64)
+        for label, segment, weight, area in rows:
+            weights.setdefault(label, np.zeros(n))[segment] = weight
+            areas[segment] = area
+        details.append(ExplanationDetail(run, explanation, image, weights, areas))
+    return details
+
+
+def prediction_changes(session: Session, run_a: int, run_b: int) -> list[dict]:
+    """Images explained in both runs whose predicted label differs (e.g. two models on one set)."""
+    rows = session.execute(
+        text(
+            "SELECT a.image_id, i.source, ta.name AS true_label, pa.name AS predicted_a, "
+            "a.confidence AS confidence_a, pb.name AS predicted_b, b.confidence AS confidence_b "
+            "FROM explanations a "
+            "JOIN explanations b ON b.image_id = a.image_id AND b.run_id = :run_b "
+            "JOIN images i ON i.id = a.image_id "
+            "JOIN run_classes pa ON pa.run_id = a.run_id AND pa.label = a.predicted_label "
+            "JOIN run_classes pb ON pb.run_id = b.run_id AND pb.label = b.predicted_label "
+            "LEFT JOIN run_classes ta ON ta.run_id = a.run_id AND ta.label = a.true_label "
+            "WHERE a.run_id = :run_a AND a.status = 'ok' AND b.status = 'ok' AND pa.name <> pb.name "
+            "ORDER BY a.image_id"
+        ),
+        {"run_a": run_a, "run_b": run_b},
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+CHANGE_COLUMNS = ("image_id", "source", "true_label", "predicted_a", "confidence_a", "predicted_b", "confidence_b")

@@ -56,18 +56,17 @@ def enqueue(
     """Create a run, store its images, send one task per image, print the run id."""
     from worker.celery import app as celery_app
 
-    run_id = send_run(
-        celery_app, dataset=dataset, folder=folder, npz=npz, model=model, name=name, num_samples=num_samples,
-        segmentation=segmentation, n_segments=n_segments, top_labels=top_labels, seed=seed, limit=limit,
+    prepared = prepare_run(
+        dataset=dataset, folder=folder, npz=npz, model=model, num_samples=num_samples, segmentation=segmentation,
+        n_segments=n_segments, top_labels=top_labels, seed=seed, limit=limit,
     )
+    run_id = send_run(celery_app, name, *prepared)
     if wait:
         follow(run_id)
 
 
-def send_run(
-    celery_app, *, dataset, folder, npz, model, name, num_samples, segmentation, n_segments, top_labels, seed, limit
-) -> int:
-    """Check the options, pick the model and the source, create the run and send it; the run id."""
+def prepare_run(*, dataset, folder, npz, model, num_samples, segmentation, n_segments, top_labels, seed, limit):
+    """Check the options, pick the model (training the demo one if missing) and read the source."""
     from producer import service, sources
     from worker.engine import ExplainParams
 
@@ -95,7 +94,15 @@ def send_run(
             source = sources.from_npz(npz, limit)
         else:
             source = sources.from_builtin(dataset, choice.metadata, limit)
-        _migrate()
+    return choice, source, params
+
+
+def send_run(celery_app, name, choice, source, params) -> int:
+    """Create the run and send its tasks; the run id."""
+    from producer import service
+
+    _migrate()
+    with failing_on(service.EnqueueError):
         run_id, sent = service.enqueue(session_factory(), celery_app, name=name, model=choice, source=source, params=params)
     console.print(f"run {run_id}: {sent} images queued ({source.description}, model {choice.path.name})")
     return run_id
@@ -127,6 +134,7 @@ def local(
     from core.localstack import Worker
     from core.settings import cpu_count, settings
     from producer import service
+    from worker import local_broker
     from worker.celery import app as celery_app, use_broker
 
     if workers < 0:
@@ -134,13 +142,18 @@ def local(
     processes = workers or cpu_count()
     broker = settings.celery_broker_url
     if "celery_broker_url" not in settings.model_fields_set:
-        broker = f"sqla+sqlite:///{(settings.data_dir / 'broker.db').resolve()}"
+        broker = local_broker.url_for((settings.data_dir / "broker.db").resolve())
     use_broker(celery_app, broker)
     env = {
         "DATABASE_URL": settings.database, "CELERY_BROKER_URL": broker, "DATA_DIR": str(settings.data_dir.resolve()),
         "WORKER_CONCURRENCY": str(processes),
     }
-    _migrate()
+    prepared = None
+    if resume_run is None:  # the model first: training it while the workers start would slow both
+        prepared = prepare_run(
+            dataset=dataset, folder=folder, npz=npz, model=model, num_samples=num_samples,
+            segmentation=segmentation, n_segments=n_segments, top_labels=top_labels, seed=seed, limit=limit,
+        )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     worker = Worker(env, concurrency=processes, log=settings.data_dir / "local-worker.log", name="local@%h")
     console.print(f"starting {processes} local worker processes (log: {worker.log})")
@@ -148,15 +161,12 @@ def local(
     run_id = None
     try:
         if resume_run is not None:
+            _migrate()
             with failing_on(service.EnqueueError, queries.RunNotFound):
                 run_id, sent = service.resume(session_factory(), celery_app, resume_run)
             console.print(f"run {run_id}: {sent} images sent again")
         else:
-            run_id = send_run(
-                celery_app, dataset=dataset, folder=folder, npz=npz, model=model, name=name,
-                num_samples=num_samples, segmentation=segmentation, n_segments=n_segments, top_labels=top_labels,
-                seed=seed, limit=limit,
-            )
+            run_id = send_run(celery_app, name, *prepared)
         follow(run_id, summary=False, watch=lambda: worker.alive() or fail(f"the local workers exited; see {worker.log}"))
     except KeyboardInterrupt:
         console.print("\n[bold]interrupted[/]: stopping the workers...")

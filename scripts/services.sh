@@ -49,3 +49,7 @@ ensure_postgres() {
     -o "-p 5432 -k /tmp -c listen_addresses=127.0.0.1" start >/dev/null
   wait_for 127.0.0.1 5432 PostgreSQL
 }
+
+ensure_chromium() {  # the browser test of the HTML report
+  command -v chromium >/dev/null || apt_install chromium
+}

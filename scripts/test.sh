@@ -10,5 +10,6 @@ source scripts/setup.sh
 ensure_venv "[test]"
 ensure_redis
 ensure_postgres
+ensure_chromium
 
 exec .venv/bin/python -m pytest "$@"

@@ -11,6 +11,7 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 from core.settings import settings
+from worker import local_broker
 
 EXPLAIN_TASK = "worker.tasks.explain_image"
 
@@ -30,6 +31,7 @@ def use_broker(celery_app: Celery, url: str) -> None:
     celery_app.conf.broker_transport_options = {"visibility_timeout": settings.visibility_timeout_s} if redis else {}
 
 
+local_broker.register()
 app = Celery("worker", include=["worker.tasks"])
 use_broker(app, settings.celery_broker_url)
 app.conf.update(
