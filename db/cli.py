@@ -36,14 +36,10 @@ def main() -> None:
 @app.command()
 def upgrade(revision: str = typer.Option("head", help="Alembic revision to migrate to.")) -> None:
     """Create or migrate the schema (tables and views) of DATABASE_URL with Alembic; safe to rerun."""
-    from sqlalchemy.exc import OperationalError
+    from db.migrate import DatabaseUnavailable, upgrade as run_upgrade
 
-    from db.migrate import upgrade as run_upgrade
-
-    try:
+    with failing_on(DatabaseUnavailable):
         run_upgrade(revision=revision)
-    except OperationalError as error:
-        fail(f"cannot reach the database: {str(error.orig).strip().splitlines()[0]}")
     console.print(f"database at revision {revision}: {_safe(settings.database)}")
 
 

@@ -19,6 +19,22 @@ def alembic_config(url: str | None = None) -> Config:
     return config
 
 
+class DatabaseUnavailable(RuntimeError):
+    """The database URL is malformed, names a driver we lack, or nothing answers there."""
+
+
 def upgrade(url: str | None = None, revision: str = "head") -> None:
     """Bring the database at `url` (default DATABASE_URL) up to `revision`; safe to rerun."""
-    command.upgrade(alembic_config(url), revision)
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+    url = url or settings.database
+    try:
+        command.upgrade(alembic_config(url), revision)
+    except (ArgumentError, NoSuchModuleError, OperationalError) as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        try:
+            shown = make_url(url).render_as_string(hide_password=True)
+        except ArgumentError:
+            shown = "(unparseable URL)"
+        raise DatabaseUnavailable(f"cannot use the database at {shown}: {reason}") from None

@@ -36,6 +36,7 @@ N_SEGMENTS = typer.Option(50, help="SLIC: about how many superpixels.")
 TOP_LABELS = typer.Option(None, help="Explain the K most probable labels (default: predicted and true).")
 SEED = typer.Option(0, help="LIME's random seed (results depend only on image, model, parameters and seed).")
 LIMIT = typer.Option(None, help="Only the first N images.")
+RESIZE = typer.Option(False, "--resize", help="Scale images of another size to the model's input (otherwise refused).")
 
 
 @app.command()
@@ -51,6 +52,7 @@ def enqueue(
     top_labels: Optional[int] = TOP_LABELS,
     seed: int = SEED,
     limit: Optional[int] = LIMIT,
+    resize: bool = RESIZE,
     wait: bool = typer.Option(False, "--wait/--no-wait", help="Follow the run with a progress bar until it ends."),
 ) -> None:
     """Create a run, store its images, send one task per image, print the run id."""
@@ -58,14 +60,14 @@ def enqueue(
 
     prepared = prepare_run(
         dataset=dataset, folder=folder, npz=npz, model=model, num_samples=num_samples, segmentation=segmentation,
-        n_segments=n_segments, top_labels=top_labels, seed=seed, limit=limit,
+        n_segments=n_segments, top_labels=top_labels, seed=seed, limit=limit, resize=resize,
     )
     run_id = send_run(celery_app, name, *prepared)
     if wait:
         follow(run_id)
 
 
-def prepare_run(*, dataset, folder, npz, model, num_samples, segmentation, n_segments, top_labels, seed, limit):
+def prepare_run(*, dataset, folder, npz, model, num_samples, segmentation, n_segments, top_labels, seed, limit, resize):
     """Check the options, pick the model (training the demo one if missing) and read the source."""
     from producer import service, sources
     from worker.engine import ExplainParams
@@ -94,6 +96,11 @@ def prepare_run(*, dataset, folder, npz, model, num_samples, segmentation, n_seg
             source = sources.from_npz(npz, limit)
         else:
             source = sources.from_builtin(dataset, choice.metadata, limit)
+    for note in source.ignored:
+        console.print(f"ignored {note}")
+    if resize:
+        height, width = choice.metadata.input_shape[:2]
+        console.print(f"resized {service.fit_to_model(choice, source)} images to {height}x{width}")
     return choice, source, params
 
 
@@ -121,6 +128,7 @@ def local(
     top_labels: Optional[int] = TOP_LABELS,
     seed: int = SEED,
     limit: Optional[int] = LIMIT,
+    resize: bool = RESIZE,
     workers: int = typer.Option(0, help="Local worker processes (0: one per core)."),
     resume_run: Optional[str] = typer.Option(None, "--resume", help="Finish this run (id or name) instead of starting one."),
 ) -> None:
@@ -153,6 +161,7 @@ def local(
         prepared = prepare_run(
             dataset=dataset, folder=folder, npz=npz, model=model, num_samples=num_samples,
             segmentation=segmentation, n_segments=n_segments, top_labels=top_labels, seed=seed, limit=limit,
+            resize=resize,
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     worker = Worker(env, concurrency=processes, log=settings.data_dir / "local-worker.log", name="local@%h")
@@ -212,9 +221,10 @@ def resume(
 
 
 def _migrate() -> None:
-    from db.migrate import upgrade
+    from db.migrate import DatabaseUnavailable, upgrade
 
-    upgrade()
+    with failing_on(DatabaseUnavailable):
+        upgrade()
 
 
 def follow(run_id: int, summary: bool = True, watch=None) -> None:

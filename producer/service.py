@@ -95,6 +95,19 @@ def run_class_names(model: ModelChoice, source: LoadedSource) -> list[str]:
     return names
 
 
+def fit_to_model(model: ModelChoice, source: LoadedSource) -> int:
+    """Resize the images whose size differs from the model's input (only when asked to); how many."""
+    from producer.sources import resize
+
+    height, width = model.metadata.input_shape[:2]
+    resized = 0
+    for i, image in enumerate(source.images):
+        if image.pixels.shape[:2] != (height, width):
+            source.images[i] = resize(image, height, width)
+            resized += 1
+    return resized
+
+
 def check_images(model: ModelChoice, source: LoadedSource, class_names: list[str]) -> None:
     if not source.images:
         raise EnqueueError(f"{source.description} holds no images")
@@ -102,7 +115,7 @@ def check_images(model: ModelChoice, source: LoadedSource, class_names: list[str
     for image in source.images:
         if image.pixels.shape[:2] != (height, width):
             h, w = image.pixels.shape[:2]
-            raise EnqueueError(f"{image.source} is {h}x{w}, the model wants {height}x{width}")
+            raise EnqueueError(f"{image.source} is {h}x{w}, the model wants {height}x{width} (--resize scales it)")
         if image.true_label is not None and not 0 <= image.true_label < len(class_names):
             raise EnqueueError(f"{image.source}: label {image.true_label} is not one of {len(class_names)} classes")
 

@@ -7,7 +7,7 @@ refused with a one-line SourceError before anything is stored.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ from models.artifacts import ModelMetadata
 from models.datasets import load_dataset
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MAX_PIXELS = 40_000_000  # a file that claims more is refused from its header, before decoding
 
 
 class SourceError(ValueError):
@@ -57,6 +58,7 @@ class LoadedSource:
     description: str
     images: list[SourceImage]
     class_names: list[str] | None = None  # the names the source's labels stand for (folder names)
+    ignored: list[str] = field(default_factory=list)  # what was skipped on purpose, and why
 
 
 def to_uint8(array: np.ndarray, what: str) -> np.ndarray:
@@ -78,6 +80,15 @@ def to_uint8(array: np.ndarray, what: str) -> np.ndarray:
             raise SourceError(f"{what}: negative pixel values")
         return np.round(array.astype(np.float64) / info.max * 255).astype(np.uint8)
     raise SourceError(f"{what}: pixel type {array.dtype} is not supported")
+
+
+def resize(image: SourceImage, height: int, width: int) -> SourceImage:
+    """The image scaled (bilinear) to height x width."""
+    from PIL import Image
+
+    pixels = image.pixels[:, :, 0] if image.pixels.shape[2] == 1 else image.pixels
+    scaled = np.asarray(Image.fromarray(pixels).resize((width, height), Image.Resampling.BILINEAR))
+    return SourceImage(to_uint8(scaled, image.source), image.source, image.true_label)
 
 
 def from_builtin(name: str, metadata: ModelMetadata | None, limit: int | None) -> LoadedSource:
@@ -102,12 +113,21 @@ def decode_image_file(path: Path) -> np.ndarray:
 
     try:
         with Image.open(path) as picture:
+            width, height = picture.size
+            if width * height > MAX_PIXELS:
+                raise SourceError(
+                    f"{path.name} claims {width}x{height} pixels, more than {MAX_PIXELS:,}: refused before decoding"
+                )
             picture.load()
             if picture.mode in ("I;16", "I;16B", "I;16L", "I"):
                 return to_uint8(np.asarray(picture).astype(np.uint16), path.name)
             if picture.mode not in ("L", "RGB", "RGBA"):
                 picture = picture.convert("RGBA" if "A" in picture.getbands() else "RGB")
             return to_uint8(np.asarray(picture), path.name)
+    except Image.DecompressionBombError:  # Pillow's own header check, for claims far beyond ours
+        raise SourceError(
+            f"{path.name} claims more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels: refused before decoding"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError) as error:
         if isinstance(error, SourceError):
             raise
@@ -119,20 +139,32 @@ def from_folder(folder: Path, limit: int | None) -> LoadedSource:
     folder = Path(folder)
     if not folder.is_dir():
         raise SourceError(f"folder not found: {folder}")
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    root = folder.resolve()
+    ignored: list[str] = []
+
+    def inside(path: Path) -> bool:
+        """Symbolic links that lead out of the folder are ignored, never followed."""
+        if path.resolve().is_relative_to(root):
+            return True
+        ignored.append(f"{path} (a link outside {folder})")
+        return False
+
+    classes = sorted(
+        p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and inside(p)
+    )
     if not classes:
         raise SourceError(f"{folder} has no class sub-folders (expected {folder}/<class>/<image>.png)")
     files: list[tuple[Path, int]] = []
     for label, name in enumerate(classes):
         for path in sorted((folder / name).iterdir()):
-            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and inside(path):
                 files.append((path, label))
     if not files:
         raise SourceError(f"{folder} has no PNG or JPEG images in its class sub-folders")
     if limit is not None:
         files = files[:limit]
     images = [SourceImage(decode_image_file(path), str(path), label) for path, label in files]
-    return LoadedSource(f"folder {folder}", images, classes)
+    return LoadedSource(f"folder {folder}", images, classes, ignored)
 
 
 def from_npz(path: Path, limit: int | None) -> LoadedSource:

@@ -169,3 +169,25 @@ def test_the_readme_queries_run_on_this_database(stack):
             session.execute(text(sql)).all()
         mistakes = session.execute(text(queries_in_readme[0])).all()
         assert len(mistakes) == len(queries.misclassified(session, 1)[:10])
+
+
+def test_a_model_file_replaced_after_enqueue_does_not_change_the_run(stack, tmp_path):
+    import shutil
+
+    copy = tmp_path / "mine.keras"
+    shutil.copy(stack.model, copy)
+    shutil.copy(stack.model.with_suffix(".json"), copy.with_suffix(".json"))
+    run_id = run_id_of(stack.cli(
+        "producer", "enqueue", "--model", str(copy), "--num-samples", "200", "--dataset", "rectangles",
+        "--limit", "12", "--name", "replaced",
+    ).stdout)
+    copy.write_bytes(b"not a model any more")  # the user's file changes while the run goes on
+    wait_done(stack, run_id)
+    with stack.session() as session:
+        first = queries.find_run(session, "first").id
+        predictions = {
+            run: {r.image_id: (r.status, r.predicted_label, r.probabilities) for r in session.scalars(
+                select(Explanation).where(Explanation.run_id == run))}
+            for run in (first, run_id)
+        }
+    assert predictions[run_id] == predictions[first]  # same stored model (by sha256), same results

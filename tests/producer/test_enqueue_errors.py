@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 
 import numpy as np
 import pytest
@@ -117,3 +120,102 @@ def test_every_command_has_help():
         assert run_cli("producer", *args).returncode == 0
     for args in (["--help"], ["upgrade", "--help"], ["runs", "--help"], ["misclassified", "--help"]):
         assert run_cli("db", *args).returncode == 0
+
+
+def png_bomb(path, width: int = 100_000, height: int = 100_000) -> None:
+    """A tiny PNG whose header claims width x height pixels (10 gigapixels by default)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def one_bad_file(tmp_path, name: str, write) -> str:
+    folder = tmp_path / name.replace(".", "_")
+    save_png(folder / "rectangle" / "good.png", np.zeros((64, 64, 3), np.uint8))
+    write(folder / "rectangle" / name)
+    return str(folder)
+
+
+def test_hostile_files_are_refused_by_name_and_nothing_is_stored(env, tmp_path, rectangles_model):
+    model = ["--model", str(rectangles_model)]
+    jpeg = tmp_path / "full.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(jpeg, quality=90)
+    lambda_model = tmp_path / "lambda.keras"
+    import keras
+
+    keras.Sequential([
+        keras.Input((64, 64, 3)), keras.layers.Lambda(lambda x: x * 2), keras.layers.Flatten(),
+        keras.layers.Dense(1, activation="sigmoid"),
+    ]).save(lambda_model)
+    cases = [
+        (one_bad_file(tmp_path, "empty.png", lambda p: p.write_bytes(b"")), "empty.png: not a readable image"),
+        (one_bad_file(tmp_path, "text.png", lambda p: p.write_text("hello")), "text.png: not a readable image"),
+        (one_bad_file(tmp_path, "cut.jpg", lambda p: p.write_bytes(jpeg.read_bytes()[:600])), "cut.jpg: not a readable image"),
+        (one_bad_file(tmp_path, "bomb.png", png_bomb), "bomb.png claims more than"),
+        (one_bad_file(tmp_path, "bomb2.png", lambda p: png_bomb(p, 8000, 8000)),
+         "bomb2.png claims 8000x8000 pixels, more than 40,000,000: refused before decoding"),
+        (one_bad_file(tmp_path, "small.png", lambda p: Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(p)),
+         "small.png is 32x32, the model wants 64x64 (--resize scales it)"),
+    ]
+    for folder, message in cases:
+        assert_refused(run_cli("producer", "enqueue", "--folder", folder, *model, check=False, env=env), message)
+    good = one_bad_file(tmp_path, "ok.png", lambda p: None)
+    assert_refused(
+        run_cli("producer", "enqueue", "--folder", good, "--model", str(lambda_model), check=False, env=env),
+        "holds a Lambda layer (arbitrary Python code); refused, nothing was executed",
+    )
+    assert stored_rows(env) == {"runs": 0, "images": 0, "run_images": 0}
+
+
+def test_grey_rgba_16_bit_and_other_sizes_are_converted(env, tmp_path, rectangles_model):
+    folder = tmp_path / "mixed"
+    rng = np.random.default_rng(1)
+    save_png(folder / "rectangle" / "grey.png", rng.integers(0, 255, (64, 64), dtype=np.uint8))
+    save_png(folder / "rectangle" / "rgba.png", rng.integers(0, 255, (64, 64, 4), dtype=np.uint8))
+    (folder / "no_rectangle").mkdir()
+    Image.fromarray(rng.integers(0, 65535, (64, 64), dtype=np.uint16)).save(folder / "no_rectangle" / "deep.png")
+    save_png(folder / "no_rectangle" / "big.png", rng.integers(0, 255, (100, 80, 3), dtype=np.uint8))
+    result = run_cli("producer", "enqueue", "--folder", str(folder), "--model", str(rectangles_model), "--resize", env=env)
+    assert "resized 1 images to 64x64" in result.stdout and "4 images queued" in result.stdout
+    engine = create_engine(env["DATABASE_URL"])
+    with engine.connect() as connection:
+        stored = {Path(s).name: (w, h, c, png) for s, w, h, c, png in connection.execute(
+            text("SELECT source, width, height, channels, png FROM images"))}
+    engine.dispose()
+    assert {name: (w, h, c) for name, (w, h, c, _) in stored.items()} == {
+        "grey.png": (64, 64, 1), "rgba.png": (64, 64, 4), "deep.png": (64, 64, 1), "big.png": (64, 64, 3),
+    }
+    deep = np.asarray(Image.open(io.BytesIO(stored["deep.png"][3])))
+    assert deep.dtype == np.uint8 and deep.max() > 200  # 16-bit values scaled, not clipped to 255
+
+
+def test_links_out_of_the_folder_are_ignored(env, tmp_path, rectangles_model):
+    outside = tmp_path / "outside"
+    save_png(outside / "secret.png", np.zeros((64, 64, 3), np.uint8))
+    folder = tmp_path / "linked"
+    save_png(folder / "rectangle" / "inside.png", np.full((64, 64, 3), 200, np.uint8))
+    (folder / "rectangle" / "escape.png").symlink_to(outside / "secret.png")
+    (folder / "no_rectangle").symlink_to(outside, target_is_directory=True)
+    result = run_cli("producer", "enqueue", "--folder", str(folder), "--model", str(rectangles_model), env=env)
+    assert "1 images queued" in result.stdout
+    assert result.stdout.count("a link outside") == 2
+    engine = create_engine(env["DATABASE_URL"])
+    with engine.connect() as connection:
+        assert [Path(s).name for (s,) in connection.execute(text("SELECT source FROM images"))] == ["inside.png"]
+    engine.dispose()
+
+
+def test_a_wrong_database_url_is_a_one_line_error(tmp_path, rectangles_model):
+    with redis_database() as broker:
+        for url, message in (
+            ("postgresql+psycopg://postgres@127.0.0.1:1/nowhere", "cannot use the database at postgresql+psycopg://postgres@127.0.0.1:1/nowhere"),
+            ("nonsense://x", "cannot use the database at"),
+        ):
+            env = {"DATABASE_URL": url, "CELERY_BROKER_URL": broker, "DATA_DIR": str(tmp_path)}
+            for command in (["db", "upgrade"], ["producer", "enqueue", "--limit", "2", "--model", str(rectangles_model)]):
+                assert_refused(run_cli(*command, check=False, env=env), message)
