@@ -146,12 +146,12 @@ def sequential_figures(model_path, pngs: list[bytes], params, naive_images: int)
     from benchmarks.engine import naive_seconds
     from models.classifier import configure_tensorflow, load_classifier
     from worker.engine import explain
-    from worker.tasks import decode_png
+    from db.pictures import png_pixels
 
     configure_tensorflow(1)
     with threadpool_limits(1):
         classifier = load_classifier(model_path)
-        images = [decode_png(png) for png in pngs]
+        images = [png_pixels(png) for png in pngs]
         classifier.warm_up()  # as each worker process does when it loads a model
         started = time.perf_counter()
         for image in images:

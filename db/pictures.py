@@ -12,12 +12,20 @@ TOP_FEATURES = 5  # lime's get_image_and_mask(num_features=5) default, as the ar
 MIN_SIDE = 192  # small images are scaled up (nearest) so outlines stay visible
 
 
-def decode_png(blob: bytes) -> np.ndarray:
-    """PNG bytes -> float RGB (H, W, 3) in [0, 1]."""
+def png_pixels(blob: bytes) -> np.ndarray:
+    """PNG bytes -> the stored pixels as they are (grey, RGB or RGBA; uint8)."""
     from PIL import Image
 
     with Image.open(io.BytesIO(blob)) as picture:
-        return np.asarray(picture.convert("RGB"), dtype=np.float32) / 255.0
+        return np.asarray(picture)
+
+
+def decode_png(blob: bytes) -> np.ndarray:
+    """PNG bytes -> float RGB (H, W, 3) in [0, 1], for drawing."""
+    pixels = png_pixels(blob)
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[:, :, None], 3, axis=2)
+    return pixels[:, :, :3].astype(np.float32) / 255.0
 
 
 def encode_png(image: np.ndarray) -> bytes:

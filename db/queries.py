@@ -339,15 +339,6 @@ def confusion(session: Session, run_id: int) -> list[dict]:
     return [dict(row._mapping) for row in rows]
 
 
-def failures(session: Session, run_id: int) -> list[tuple[int, str]]:
-    rows = session.execute(
-        select(Explanation.image_id, Explanation.error)
-        .where(Explanation.run_id == run_id, Explanation.status == "failed")
-        .order_by(Explanation.image_id)
-    )
-    return [(image_id, error) for image_id, error in rows]
-
-
 # --- one explanation, comparisons, pictures ---------------------------------------------------------
 
 
@@ -384,20 +375,22 @@ def explanation_details(
         query = query.where(Explanation.image_id == image_id)
     if misclassified_only:
         query = query.where(Explanation.correct.is_(False))
-    details = []
-    for explanation, image in session.execute(query):
-        rows = session.execute(
-            select(SegmentWeight.label, SegmentWeight.segment, SegmentWeight.weight, SegmentWeight.area)
-            .where(SegmentWeight.explanation_id == explanation.id)
-        ).all()
-        n = explanation.n_segments or 0
-        weights: dict[int, np.ndarray] = {}
-        areas = np.zeros(n, dtype=np.int64)
-        for label, segment, weight, area in rows:
-            weights.setdefault(label, np.zeros(n))[segment] = weight
-            areas[segment] = area
-        details.append(ExplanationDetail(run, explanation, image, weights, areas))
-    return details
+    pairs = session.execute(query).all()
+    weights: dict[int, dict[int, np.ndarray]] = {explanation.id: {} for explanation, _ in pairs}
+    areas = {explanation.id: np.zeros(explanation.n_segments or 0, dtype=np.int64) for explanation, _ in pairs}
+    sizes = {explanation.id: explanation.n_segments or 0 for explanation, _ in pairs}
+    rows = session.execute(
+        select(SegmentWeight.explanation_id, SegmentWeight.label, SegmentWeight.segment, SegmentWeight.weight,
+               SegmentWeight.area)
+        .where(SegmentWeight.explanation_id.in_(list(weights)))
+    ) if weights else []
+    for explanation_id, label, segment, weight, area in rows:
+        weights[explanation_id].setdefault(label, np.zeros(sizes[explanation_id]))[segment] = weight
+        areas[explanation_id][segment] = area
+    return [
+        ExplanationDetail(run, explanation, image, weights[explanation.id], areas[explanation.id])
+        for explanation, image in pairs
+    ]
 
 
 def prediction_changes(session: Session, run_a: int, run_b: int) -> list[dict]:

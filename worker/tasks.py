@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import io
 import os
 import socket
 
-import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 from sqlalchemy.exc import OperationalError
 
 from core.settings import settings
 from db import queries
+from db.pictures import png_pixels
 from db.session import session_factory
 from worker.celery import EXPLAIN_TASK, app
 from worker.engine import ExplainParams, explain
 from worker.model_cache import classifier_for
 
 logger = get_task_logger(__name__)
-
-
-def decode_png(blob: bytes) -> np.ndarray:
-    from PIL import Image as PILImage
-
-    with PILImage.open(io.BytesIO(blob)) as picture:
-        return np.asarray(picture)
 
 
 @app.task(
@@ -59,7 +51,7 @@ def explain_image(self, run_id: int, image_id: int) -> str:
                 classifier = classifier_for(session, job.model_sha256)
                 session.commit()  # end the read before the long computation
                 result = explain(
-                    decode_png(job.png), classifier.predict, ExplainParams(**job.params),
+                    png_pixels(job.png), classifier.predict, ExplainParams(**job.params),
                     true_label=job.true_label, input_shape=classifier.input_shape, value_range=classifier.value_range,
                 )
             except OperationalError:
