@@ -123,8 +123,3 @@ class Worker:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
-
-    def kill(self) -> None:
-        """SIGKILL the whole worker, main process and children."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()

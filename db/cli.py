@@ -36,11 +36,11 @@ def main() -> None:
 @app.command()
 def upgrade(revision: str = typer.Option("head", help="Alembic revision to migrate to.")) -> None:
     """Create or migrate the schema (tables and views) of DATABASE_URL with Alembic; safe to rerun."""
-    from db.migrate import DatabaseUnavailable, upgrade as run_upgrade
+    from db.migrate import DatabaseUnavailable, shown_url, upgrade as run_upgrade
 
     with failing_on(DatabaseUnavailable):
         run_upgrade(revision=revision)
-    console.print(f"database at revision {revision}: {_safe(settings.database)}")
+    console.print(f"database at revision {revision}: {shown_url(settings.database)}")
 
 
 @app.command()
@@ -83,12 +83,6 @@ def write_rows(rows: list[dict], columns, format: OutputFormat, title: str) -> N
         for row in rows:
             table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()))
         console.print(table)
-
-
-def _safe(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 @app.command()

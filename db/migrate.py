@@ -19,13 +19,23 @@ def alembic_config(url: str | None = None) -> Config:
     return config
 
 
+def shown_url(url: str) -> str:
+    """A database URL fit for messages: no password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparseable URL)"
+
+
 class DatabaseUnavailable(RuntimeError):
     """The database URL is malformed, names a driver we lack, or nothing answers there."""
 
 
 def upgrade(url: str | None = None, revision: str = "head") -> None:
     """Bring the database at `url` (default DATABASE_URL) up to `revision`; safe to rerun."""
-    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
     url = url or settings.database
@@ -33,8 +43,4 @@ def upgrade(url: str | None = None, revision: str = "head") -> None:
         command.upgrade(alembic_config(url), revision)
     except (ArgumentError, NoSuchModuleError, OperationalError) as error:
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        try:
-            shown = make_url(url).render_as_string(hide_password=True)
-        except ArgumentError:
-            shown = "(unparseable URL)"
-        raise DatabaseUnavailable(f"cannot use the database at {shown}: {reason}") from None
+        raise DatabaseUnavailable(f"cannot use the database at {shown_url(url)}: {reason}") from None

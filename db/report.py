@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import json
-import re
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -52,7 +51,8 @@ def gallery_items(details: list[queries.ExplanationDetail]) -> list[dict]:
     return items
 
 
-def build_report(session: Session, run_id: int) -> str:
+def build_report(session: Session, run_id: int) -> tuple[str, int]:
+    """The report's HTML, and how many misclassified images its gallery holds."""
     run = queries.find_run(session, run_id)
     counts = queries.run_counts(session, run_id)
     wall = queries.run_wall_seconds(run)
@@ -81,7 +81,7 @@ def build_report(session: Session, run_id: int) -> str:
             for p in names
         ) + "</tr>"
     data = json.dumps(items).replace("</", "<\\/")  # nothing in the data can close the script element
-    return TEMPLATE.format(
+    page = TEMPLATE.format(
         title=html.escape(f"run {run.id}: {run.name}"),
         summary="".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in summary),
         matrix=matrix,
@@ -89,13 +89,14 @@ def build_report(session: Session, run_id: int) -> str:
         page_size=PAGE_SIZE,
         data=data,
     )
+    return page, len(items)
 
 
 def write_report(session: Session, run_id: int, out: Path) -> int:
     """Write the report; returns how many misclassified images its gallery holds."""
-    text = build_report(session, run_id)
-    out.write_text(text, encoding="utf-8")
-    return int(re.search(r'data-total="(\d+)"', text).group(1))
+    page, shown = build_report(session, run_id)
+    out.write_text(page, encoding="utf-8")
+    return shown
 
 
 TEMPLATE = """<!doctype html>

@@ -6,7 +6,6 @@ This is the only module that imports TensorFlow; import it in the process that w
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,6 @@ class UnsafeModelError(ModelLoadError):
 
 def configure_tensorflow(threads: int) -> None:
     """Pin TensorFlow to `threads` CPU threads; call before the first model is built or loaded."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
     try:
