@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     )
     task_soft_time_limit_s: int = Field(default=600, description="Per-image soft time limit (stored as failed).")
     task_time_limit_s: int = Field(default=660, description="Per-image hard time limit (the process is killed).")
+    sweep_interval_s: int = Field(
+        default=60,
+        description="How often a worker looks for images whose task the broker lost, once its queue is empty.",
+    )
     max_attempts: int = Field(
         default=3, description="Deliveries of one image before it is stored as failed (poison images end here)."
     )

@@ -133,6 +133,23 @@ def images_without_result(session: Session, run_id: int) -> list[int]:
     )
 
 
+def unfinished_images_of_running_runs(session: Session) -> list[tuple[int, int]]:
+    """(run, image) of every image without a finished result in a run whose tasks were all sent."""
+    finished = select(Explanation.id).where(
+        Explanation.run_id == RunImage.run_id, Explanation.image_id == RunImage.image_id,
+        Explanation.status.in_(FINISHED),
+    )
+    return [
+        (run_id, image_id)
+        for run_id, image_id in session.execute(
+            select(RunImage.run_id, RunImage.image_id)
+            .join(Run, Run.id == RunImage.run_id)
+            .where(Run.status == "running", ~finished.exists())
+            .order_by(RunImage.run_id, RunImage.position)
+        )
+    ]
+
+
 # --- explanations ------------------------------------------------------------------------------------
 
 
@@ -206,16 +223,18 @@ def decode_segments(blob: bytes) -> np.ndarray:
     return np.load(io.BytesIO(blob))["segments"].astype(np.int32)
 
 
-def save_explanation(session: Session, job: Job, result, host: str) -> None:
-    """Write an engine result (worker.engine.Explanation) and its segment weights into the job's row.
+def save_explanation(session: Session, job: Job, result, host: str) -> bool:
+    """Write an engine result (worker.engine.Explanation) and its segment weights into the job's row;
+    False, writing nothing, if the row was finished meanwhile.
 
-    Only an unfinished row gets here, and weights are written only with status ok in the same
-    transaction, so there are never earlier weights to remove.
+    Two deliveries of one image can run at once (a redelivery after a lost connection): the row is
+    updated only while unfinished, so the later one finds it finished (on PostgreSQL it waits for the
+    earlier one's row lock, then re-reads) and writes no second set of weights.
     """
     predicted = result.predicted_label
-    session.execute(
+    saved = session.execute(
         update(Explanation)
-        .where(Explanation.id == job.explanation_id)
+        .where(Explanation.id == job.explanation_id, Explanation.status.not_in(FINISHED))
         .values(
             status="ok", error=None, predicted_label=predicted,
             confidence=float(result.probabilities[predicted]),
@@ -226,6 +245,8 @@ def save_explanation(session: Session, job: Job, result, host: str) -> None:
             worker_host=host, updated_at=utcnow(),
         )
     )
+    if saved.rowcount == 0:
+        return False
     areas = result.segment_areas()
     session.execute(
         insert(SegmentWeight),
@@ -235,14 +256,17 @@ def save_explanation(session: Session, job: Job, result, host: str) -> None:
             for s, w in enumerate(explained.weights)
         ],
     )
+    return True
 
 
-def save_failure(session: Session, job: Job, error: str, host: str) -> None:
-    session.execute(
+def save_failure(session: Session, job: Job, error: str, host: str) -> bool:
+    """Mark the job's row failed with the reason; False if another delivery finished it meanwhile."""
+    saved = session.execute(
         update(Explanation)
-        .where(Explanation.id == job.explanation_id)
+        .where(Explanation.id == job.explanation_id, Explanation.status.not_in(FINISHED))
         .values(status="failed", error=error[:2000], worker_host=host, updated_at=utcnow())
     )
+    return saved.rowcount > 0
 
 
 def finish_run_if_complete(session: Session, run_id: int) -> bool:

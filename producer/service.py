@@ -135,15 +135,6 @@ def check_broker(app, timeout: float = 5.0) -> None:
         raise EnqueueError(f"cannot reach the broker at {_safe_url(app.conf.broker_url)}: {error}") from None
 
 
-def send_tasks(app, run_id: int, image_ids: list[int], producer=None) -> None:
-    """One task per image, by name (no TensorFlow import), over one connection."""
-    from worker.celery import EXPLAIN_TASK
-
-    with app.producer_or_acquire(producer) as connection:
-        for image_id in image_ids:
-            app.send_task(EXPLAIN_TASK, args=[run_id, image_id], producer=connection)
-
-
 def discard_run(session: Session, run_id: int, new_image_ids: list[int]) -> None:
     """Remove a run that could not be sent, and the images only it had brought."""
     session.execute(delete(Run).where(Run.id == run_id))
@@ -168,6 +159,8 @@ def enqueue(
     the run and the images only it brought are removed again; tasks already sent for it then find
     no run and do nothing.
     """
+    from worker.celery import send_explain_tasks
+
     check_broker(app)
     class_names = run_class_names(model, source)
     check_images(model, source, class_names)
@@ -186,7 +179,7 @@ def enqueue(
                     to_send, new = queries.add_images(session, run, chunk, start)
                     session.commit()
                     created += new
-                    send_tasks(app, run_id, to_send, producer)
+                    send_explain_tasks(app, run_id, to_send, producer)
                     sent += len(to_send)
             run.status = "running"
             session.commit()
@@ -203,6 +196,8 @@ def enqueue(
 
 def resume(session_factory, app, run_ref: str) -> tuple[int, int]:
     """Send again every image of the run that has no finished result. Returns (run id, images sent)."""
+    from worker.celery import send_explain_tasks
+
     check_broker(app)
     with session_factory() as session:
         run = queries.find_run(session, run_ref)
@@ -211,7 +206,7 @@ def resume(session_factory, app, run_ref: str) -> tuple[int, int]:
             run.status = "running"
             run.finished_at = None
             session.commit()
-        send_tasks(app, run.id, missing)
+        send_explain_tasks(app, run.id, missing)
         queries.finish_run_if_complete(session, run.id)
         session.commit()
         return run.id, len(missing)

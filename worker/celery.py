@@ -12,6 +12,7 @@ from celery.signals import worker_process_init
 
 from core.settings import settings
 from worker import local_broker
+from worker.sweeper import Sweeper
 
 EXPLAIN_TASK = "worker.tasks.explain_image"
 
@@ -22,13 +23,18 @@ if not settings.task_soft_time_limit_s < settings.task_time_limit_s < settings.v
     )
 
 
-
 def use_broker(celery_app: Celery, url: str) -> None:
     """Point the app at a broker; only Redis takes a visibility timeout (the embedded SQLAlchemy
     transport would pass it on to create_engine and fail)."""
     redis = url.split("://", 1)[0] in ("redis", "rediss")
     celery_app.conf.broker_url = url
-    celery_app.conf.broker_transport_options = {"visibility_timeout": settings.visibility_timeout_s} if redis else {}
+    celery_app.conf.broker_transport_options = {
+        "visibility_timeout": settings.visibility_timeout_s,
+        # Workers look for messages whose worker died (unacknowledged past the visibility timeout)
+        # every tenth of the timeout, at most every 10 s; kombu's default looks every 100 s.
+        "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 10)),
+        "unacked_restore_throttle": 1,
+    } if redis else {}
 
 
 local_broker.register()
@@ -44,6 +50,9 @@ app.conf.update(
     # A task is acknowledged after it finished; a task whose worker died goes back to the queue.
     task_acks_late=True,
     task_reject_on_worker_lost=True,
+    # A task killed at the hard time limit goes back to the queue too (Celery would acknowledge it and
+    # leave its image unfinished); the claim counts the attempt, so a hang ends as failed after MAX_ATTEMPTS.
+    task_acks_on_timeout=False,
     worker_prefetch_multiplier=1,
     task_soft_time_limit=settings.task_soft_time_limit_s,
     task_time_limit=settings.task_time_limit_s,
@@ -51,7 +60,18 @@ app.conf.update(
     worker_send_task_events=True,
     task_send_sent_event=True,
     worker_concurrency=settings.worker_processes(),
+    # A fresh child imports TensorFlow before it reports ready, which takes longer than Celery's 4 s
+    # when its siblings keep the cores busy; the master would kill it and fork another, forever.
+    worker_proc_alive_timeout=60,
 )
+app.steps["worker"].add(Sweeper)
+
+
+def send_explain_tasks(celery_app: Celery, run_id: int, image_ids: list[int], producer=None) -> None:
+    """One task per image, by name (so the sender never imports TensorFlow), over one connection."""
+    with celery_app.producer_or_acquire(producer) as connection:
+        for image_id in image_ids:
+            celery_app.send_task(EXPLAIN_TASK, args=[run_id, image_id], producer=connection)
 
 
 _thread_limits = None

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import socket
 
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from core.settings import settings
 from db import queries
@@ -35,38 +36,49 @@ def explain_image(self, run_id: int, image_id: int) -> str:
     host = f"{socket.gethostname()}:{os.getpid()}"
     with session_factory()() as session:
         try:
-            job = queries.claim_explanation(session, run_id, image_id, host)
-        except queries.RunImageDoesNotExist as missing:
-            logger.warning("skipped: %s", missing)
-            return "missing"
-        session.commit()  # the attempt counts even if this process dies while explaining
-        if job.finished:
-            return job.status
+            return _claim_explain_save(session, run_id, image_id, host)
+        except SoftTimeLimitExceeded:
+            # Struck while claiming or saving, not while explaining: nothing was stored. Acknowledging
+            # would leave the image unfinished for good; requeued, the next delivery counts one more attempt.
+            raise Reject("soft time limit struck outside the engine", requeue=True) from None
 
-        error = None
-        if job.attempts > settings.max_attempts:
-            error = f"gave up after {job.attempts - 1} attempts: the worker died or timed out every time"
-        else:
-            try:
-                classifier = classifier_for(session, job.model_sha256)
-                session.commit()  # end the read before the long computation
-                result = explain(
-                    png_pixels(job.png), classifier.predict, ExplainParams(**job.params),
-                    true_label=job.true_label, input_shape=classifier.input_shape, value_range=classifier.value_range,
-                )
-            except OperationalError:
-                raise
-            except SoftTimeLimitExceeded:
-                error = f"time limit of {settings.task_soft_time_limit_s} s exceeded"
-            except Exception as failure:  # anything else is this image's fault: store it, the run goes on
-                error = f"{type(failure).__name__}: {failure}"
 
-        if error is None:
-            queries.save_explanation(session, job, result, host)
-        else:
-            logger.warning("run %s image %s failed: %s", run_id, image_id, error)
-            queries.save_failure(session, job, error, host)
-        session.commit()
-        queries.finish_run_if_complete(session, run_id)  # after the commit, so it counts this row
-        session.commit()
+def _claim_explain_save(session: Session, run_id: int, image_id: int, host: str) -> str:
+    try:
+        job = queries.claim_explanation(session, run_id, image_id, host)
+    except queries.RunImageDoesNotExist as missing:
+        logger.warning("skipped: %s", missing)
+        return "missing"
+    session.commit()  # the attempt counts even if this process dies while explaining
+    if job.finished:
+        return job.status
+
+    error = None
+    if job.attempts > settings.max_attempts:
+        error = f"gave up after {job.attempts - 1} attempts: the worker died or timed out every time"
+    else:
+        try:
+            classifier = classifier_for(session, job.model_sha256)
+            session.commit()  # end the read before the long computation
+            result = explain(
+                png_pixels(job.png), classifier.predict, ExplainParams(**job.params),
+                true_label=job.true_label, input_shape=classifier.input_shape, value_range=classifier.value_range,
+            )
+        except OperationalError:
+            raise
+        except SoftTimeLimitExceeded:
+            error = f"time limit of {settings.task_soft_time_limit_s} s exceeded"
+        except Exception as failure:  # anything else is this image's fault: store it, the run goes on
+            error = f"{type(failure).__name__}: {failure}"
+
+    if error is None:
+        saved = queries.save_explanation(session, job, result, host)
+    else:
+        logger.warning("run %s image %s failed: %s", run_id, image_id, error)
+        saved = queries.save_failure(session, job, error, host)
+    session.commit()
+    if not saved:  # another delivery of this image finished first; its result stands
+        return "duplicate"
+    queries.finish_run_if_complete(session, run_id)  # after the commit, so it counts this row
+    session.commit()
     return "ok" if error is None else "failed"
