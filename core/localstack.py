@@ -4,11 +4,14 @@ databases (created, then dropped or flushed) and celery worker subprocesses.
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from contextlib import contextmanager
@@ -36,7 +39,7 @@ def wait_until(condition, what: str, timeout: float = 120) -> None:
         try:
             if condition():
                 return
-        except OSError:  # requests' ConnectionError is an OSError too
+        except (OSError, redis.ConnectionError):  # requests' ConnectionError is an OSError too
             pass
         time.sleep(0.5)
     raise TimeoutError(f"{what} did not come up in {timeout} s")
@@ -121,5 +124,96 @@ class Worker:
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the main process and its children at once, as when a machine dies."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+
+class RedisServer:
+    """A redis-server of one's own on a spare port, to stop and restart: never the machine's shared one.
+
+    `flags` are redis-server options, e.g. compose's ("--requirepass", "secret", "--appendonly", "yes");
+    without any, it keeps nothing on disk.
+    """
+
+    def __init__(self, directory: Path, *flags: str, password: str | None = None):
+        self.directory = directory
+        self.flags = flags or ("--save", "", "--appendonly", "no")
+        self.password = password
+        self.port = spare_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self) -> "RedisServer":
+        self.directory.mkdir(parents=True, exist_ok=True)
+        log = open(self.directory / "redis.log", "ab")
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory), *self.flags],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        client = redis.Redis.from_url(self.url)
+        try:
+            wait_until(lambda: client.ping(), f"redis-server on port {self.port}", timeout=30)
+        finally:
+            client.close()
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM, as `docker compose restart` sends: Redis writes its append-only file if it keeps one."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(30)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class PostgresServer:
+    """A PostgreSQL cluster of one's own (initdb in a temporary folder, a spare port), to stop and start:
+    never the machine's shared one. Runs as the `postgres` user when we are root, as PostgreSQL insists."""
+
+    def __init__(self):
+        initdb = shutil.which("initdb") or max(glob.glob("/usr/lib/postgresql/*/bin/initdb"), default=None,
+                                                key=lambda path: int(path.split("/")[4]))
+        if initdb is None:
+            raise FileNotFoundError("PostgreSQL's initdb is not installed (Debian package postgresql)")
+        self.bin = Path(initdb).parent
+        self.port = spare_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="lime-batch-pg-"))
+        self.data = self.directory / "data"
+        if os.geteuid() == 0:
+            shutil.chown(self.directory, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL of its `postgres` database (the whole cluster is throwaway)."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, program: str, *args: str) -> None:
+        as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*as_owner, str(self.bin / program), *args], check=True, capture_output=True)
+
+    def start(self) -> "PostgresServer":
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.directory / "server.log"), "-w", "start",
+            "-o", f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''",
+        )
+        return self
+
+    def stop(self) -> None:
+        """A fast shutdown: open connections are cut, as in a database restart."""
+        self._run("pg_ctl", "-D", str(self.data), "-w", "-m", "fast", "stop")
+
+    def remove(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)

@@ -1,5 +1,6 @@
-# Sourced by the scripts: make sure Redis and PostgreSQL answer on 127.0.0.1, starting them (and
-# installing them from Debian's packages) only when nothing answers. Never touches running services.
+# Sourced by the scripts: make sure Redis and PostgreSQL answer on 127.0.0.1, starting them only when
+# nothing answers. Never touches running services. Their programs are installed from Debian's packages
+# when missing either way: the fault tests start private instances of both, to stop and restart.
 
 apt_install() {
   if [ "$(id -u)" -ne 0 ]; then
@@ -24,8 +25,8 @@ wait_for() {  # host port what
 }
 
 ensure_redis() {
-  answers 127.0.0.1 6379 && return 0
   command -v redis-server >/dev/null || apt_install redis-server
+  answers 127.0.0.1 6379 && return 0
   echo "starting redis-server on 127.0.0.1:6379"
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
     --dir /tmp --logfile /tmp/lime-batch-redis.log
@@ -33,10 +34,10 @@ ensure_redis() {
 }
 
 ensure_postgres() {
-  answers 127.0.0.1 5432 && return 0
   if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     apt_install postgresql
   fi
+  answers 127.0.0.1 5432 && return 0
   local bin data=/tmp/lime-batch-postgres
   bin=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")
   # A private cluster with trust auth for local test connections; the system's clusters stay as they are.

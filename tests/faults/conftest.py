@@ -1,0 +1,69 @@
+"""Fault tests: real Redis, PostgreSQL and `celery worker` processes, a run of 100 demo images each, and a
+fault injected in the middle of it. Each test prints what it did and its figures; the session's summary
+repeats them as one table.
+
+Every test gets its own redis-server on a spare port (so it may stop or restart it) and a fresh
+database; the machine's shared services are never stopped.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+
+import pytest
+
+from core.localstack import RedisServer, postgres_database
+from tests.deploy import compose
+from tests.faults.stack import Faults, table
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A redis-server of this test's own that keeps nothing on disk."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def compose_redis(tmp_path):
+    """A redis-server of this test's own, started with docker-compose.yml's options (password, append-only file)."""
+    password = "fault-test-secret"
+    command = compose.service("redis", {"REDIS_PASSWORD": password})["command"]
+    assert command[0] == "redis-server"
+    server = RedisServer(tmp_path / "redis-compose", *command[1:], password=password).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def stack_on(tmp_path, rectangles_model):
+    """Makes a stack on a given broker and database (by default a fresh database on the shared PostgreSQL);
+    its workers stop and its database goes when the test ends. Request broker fixtures before this one,
+    so that they outlive the workers."""
+    with ExitStack() as cleanup:
+        def make(broker_url: str, database_url: str | None = None) -> Faults:
+            if database_url is None:
+                database_url = cleanup.enter_context(postgres_database("limebatch_faults"))
+            stack = Faults(tmp_path, rectangles_model, database_url, broker_url)
+            cleanup.callback(stack.close)
+            return stack
+
+        yield make
+
+
+@pytest.fixture
+def faults(redis_server, stack_on):
+    """A stack on a fresh PostgreSQL database and this test's own Redis; the test starts its workers."""
+    return stack_on(redis_server.url)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not table:
+        return
+    columns = ["faults", "images", "rows", "ok", "failed", "retried", "lost", "duplicated", "seconds"]
+    width = max(len(row["fault"]) for row in table)
+    terminalreporter.section("faults injected")
+    terminalreporter.write_line(f"{'fault':<{width}}  " + "  ".join(f"{c:>10}" for c in columns))
+    for row in table:
+        terminalreporter.write_line(f"{row['fault']:<{width}}  " + "  ".join(f"{row[c]!s:>10}" for c in columns))

@@ -1,0 +1,40 @@
+"""PostgreSQL unreachable in the middle of a run: tasks retry with backoff, and the run completes once
+the database is back. The database is a cluster of this test's own, on a spare port."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from core.localstack import PostgresServer
+from tests.faults.stack import IMAGES, assert_nothing_lost_or_doubled
+
+pytestmark = pytest.mark.slow  # minutes of real faults; CI runs them
+
+OUTAGE_S = 12
+
+
+@pytest.fixture
+def own_postgres():
+    server = PostgresServer().start()
+    yield server
+    server.remove()
+
+
+def test_postgresql_down_for_a_while_then_the_run_completes(redis_server, own_postgres, stack_on):
+    faults = stack_on(redis_server.url, own_postgres.url)
+    faults.start_worker()
+    started = time.monotonic()
+    run_id = faults.enqueue("database-down")
+    faults.wait_finished(run_id, 30)
+    own_postgres.stop()  # fast shutdown: every open connection is cut
+    time.sleep(OUTAGE_S)
+    own_postgres.start()
+    faults.engine.dispose()  # the test's own pooled connections were cut too
+    faults.wait_finished(run_id, IMAGES, timeout=300)
+    figures = faults.report(f"PostgreSQL stopped for {OUTAGE_S} s", run_id, 1, time.monotonic() - started)
+    retried = sum(log.read_text().count("Retry in") for log in faults.tmp.glob("worker-*.log"))
+    print(f"task retries logged by the workers: {retried}")
+    assert_nothing_lost_or_doubled(figures)
+    assert figures["ok"] == IMAGES and retried >= 1
