@@ -4,6 +4,7 @@ ways to hit a task in the middle, and the figures that say whether anything was 
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -73,17 +74,21 @@ class Faults:
         return counts
 
     def signal_a_running_task(
-        self, run_id: int, sig: int, image_ids: list[int] | None = None, spare: set[int] = frozenset()
+        self, run_id: int, sig: int, image_ids: list[int] | None = None, spare: set[int] = frozenset(),
+        max_attempts: int | None = None,
     ) -> tuple[int, int] | None:
         """Send `sig` to a live worker process (not one of `spare`) explaining an image of the run (one of
-        `image_ids` if given), caught in the middle: the test holds the row's lock meanwhile, so the task
-        cannot save first. Returns (image id, pid), or None if no such image is being explained now."""
+        `image_ids` if given, on attempt `max_attempts` at most), caught in the middle: the test holds the
+        row's lock meanwhile, so the task cannot save first. Returns (image id, pid), or None if no such
+        image is being explained now."""
         live = {pid for worker in self.workers if worker.alive() for pid in worker.child_pids()} - spare
         query = select(Explanation.image_id, Explanation.worker_host).where(
             Explanation.run_id == run_id, Explanation.status == "running"
         )
         if image_ids is not None:
             query = query.where(Explanation.image_id.in_(image_ids))
+        if max_attempts is not None:
+            query = query.where(Explanation.attempts <= max_attempts)
         with self.engine.connect() as connection, connection.begin():
             for image_id, host in connection.execute(query.with_for_update(skip_locked=True)):
                 pid = int(host.rsplit(":", 1)[1])
@@ -91,6 +96,13 @@ class Faults:
                     os.kill(pid, sig)
                     return image_id, pid
         return None
+
+    def sent_again_by_sweeper(self) -> int:
+        """Images the workers' sweeper sent again, read from the workers' logs."""
+        return sum(
+            int(n) for log in self.tmp.glob("worker-*.log")
+            for n in re.findall(r"(\d+) image\(s\) lost by the broker", log.read_text())
+        )
 
     def attempts(self, run_id: int, image_ids: list[int]) -> dict[int, int]:
         with self.session() as session:

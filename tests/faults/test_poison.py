@@ -38,8 +38,9 @@ class Saboteur(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set():
             for image_id, role in self.roles.items():
+                # Past MAX_ATTEMPTS the task gives up without touching the image, so the image cannot hurt it.
                 hit = self.faults.signal_a_running_task(
-                    self.run_id, SIGNAL_OF[role], [image_id], spare=set(self.hits[role])
+                    self.run_id, SIGNAL_OF[role], [image_id], spare=set(self.hits[role]), max_attempts=MAX_ATTEMPTS
                 )
                 if hit is not None:
                     self.hits[role].append(hit[1])

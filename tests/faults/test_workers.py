@@ -43,6 +43,7 @@ def test_a_whole_worker_killed_mid_run_is_taken_over_by_a_new_one(faults):
     faults.start_worker()
     faults.wait_finished(run_id, IMAGES, timeout=300)
     figures = faults.report("SIGKILL a whole worker, start a new one", run_id, 1, time.monotonic() - started)
-    print(f"finished when killed: {killed_at}; the new worker redelivered the held tasks after the visibility timeout")
+    print(f"finished when killed: {killed_at}; sent again by the sweeper: {faults.sent_again_by_sweeper()}; the other "
+          "tasks the dead worker held came back after the visibility timeout")
     assert_nothing_lost_or_doubled(figures)
     assert figures["ok"] == IMAGES and figures["retried"] >= 1
