@@ -7,6 +7,7 @@ refused with a one-line SourceError before anything is stored.
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from models.datasets import load_dataset
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MAX_PIXELS = 40_000_000  # a file that claims more is refused from its header, before decoding
+MAX_NPZ_BYTES = 4 * 2**30  # an .npz whose X claims more is refused from its header, before decompressing
 
 
 class SourceError(ValueError):
@@ -168,27 +170,56 @@ def from_folder(folder: Path, limit: int | None) -> LoadedSource:
 
 
 def from_npz(path: Path, limit: int | None) -> LoadedSource:
-    """An .npz with `X` (n, H, W[, C]) and optional integer labels `y` (n,)."""
+    """An .npz with `X` (n, H, W[, C]) and optional integer labels `y` (n,). The arrays' headers are
+    read first: an archive whose arrays claim too much, or hold Python objects, is refused before
+    anything is decompressed or unpickled."""
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"file not found: {path}")
     try:
+        shape, dtype = _npz_array_header(path, "X")
+        if dtype.hasobject:
+            raise SourceError(f"{path.name}: X holds Python objects; refused, nothing was unpickled")
+        claimed = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+        if claimed > MAX_NPZ_BYTES:
+            raise SourceError(
+                f"{path.name}: X claims shape {shape} of {dtype} ({claimed:,} bytes), more than {MAX_NPZ_BYTES:,}: "
+                "refused before decompressing"
+            )
+        if len(shape) not in (3, 4) or shape[0] == 0:
+            raise SourceError(f"{path.name}: X has shape {shape}; want (n, H, W) or (n, H, W, C) with n > 0")
+        labels = _npz_array_header(path, "y", required=False)
+        if labels is not None and (labels[0] != shape[:1] or not np.issubdtype(labels[1], np.integer)):
+            raise SourceError(
+                f"{path.name}: y must be {shape[0]} integer labels, got shape {labels[0]} of {labels[1]}"
+            )
         with np.load(path, allow_pickle=False) as archive:
-            if "X" not in archive:
-                raise SourceError(f"{path.name} has no array named X")
             x = archive["X"]
-            y = archive["y"] if "y" in archive else None
-    except (OSError, ValueError) as error:
-        if isinstance(error, SourceError):
-            raise
-        raise SourceError(f"{path.name}: not a readable .npz ({error})") from None
-    if x.ndim not in (3, 4) or len(x) == 0:
-        raise SourceError(f"{path.name}: X has shape {x.shape}; want (n, H, W) or (n, H, W, C) with n > 0")
-    if y is not None and (y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer)):
-        raise SourceError(f"{path.name}: y must be {len(x)} integer labels, got shape {y.shape} of {y.dtype}")
+            y = archive["y"] if labels is not None else None
+    except SourceError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise SourceError(f"{path.name}: not a readable .npz ({type(error).__name__}: {error})") from None
     count = len(x) if limit is None else min(limit, len(x))
     images = [
         SourceImage(to_uint8(x[i], f"{path.name}[{i}]"), f"{path}[{i}]", None if y is None else int(y[i]))
         for i in range(count)
     ]
     return LoadedSource(f"npz {path}", images)
+
+
+def _npz_array_header(path: Path, name: str, required: bool = True) -> tuple[tuple[int, ...], np.dtype] | None:
+    """Shape and dtype of the array `name` in an .npz, from its .npy header alone (nothing decompressed
+    beyond it)."""
+    with zipfile.ZipFile(path) as archive:
+        if f"{name}.npy" not in archive.namelist():
+            if required:
+                raise SourceError(f"{path.name} has no array named {name}")
+            return None
+        with archive.open(f"{name}.npy") as stream:
+            major, _minor = np.lib.format.read_magic(stream)
+            read_header = {1: np.lib.format.read_array_header_1_0, 2: np.lib.format.read_array_header_2_0}.get(major)
+            if read_header is None:
+                raise ValueError(f"unsupported .npy format version {major}")
+            shape, _fortran_order, dtype = read_header(stream)
+    return shape, dtype

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
+import zipfile
 from pathlib import Path
-
 
 import numpy as np
 import pytest
@@ -219,3 +219,53 @@ def test_a_wrong_database_url_is_a_one_line_error(tmp_path, rectangles_model):
             env = {"DATABASE_URL": url, "CELERY_BROKER_URL": broker, "DATA_DIR": str(tmp_path)}
             for command in (["db", "upgrade"], ["producer", "enqueue", "--limit", "2", "--model", str(rectangles_model)]):
                 assert_refused(run_cli(*command, check=False, env=env), message)
+
+
+def npz_claiming(path: Path, shape: tuple[int, ...]) -> Path:
+    """A tiny .npz whose X header claims `shape` of float32 (a few bytes of data follow): a decompression bomb."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("X.npy", header.getvalue() + bytes(64))
+    return path
+
+
+def test_hostile_npz_files_are_refused_and_nothing_is_stored(env, tmp_path, rectangles_model):
+    model = ["--model", str(rectangles_model)]
+    good = tmp_path / "good.npz"
+    np.savez(good, X=np.zeros((4, 64, 64, 3), np.uint8), y=np.array([0, 1, 0, 1]))
+    cases = {
+        "empty.npz": (lambda p: p.write_bytes(b""), "empty.npz: not a readable .npz"),
+        "text.npz": (lambda p: p.write_text("hello"), "text.npz: not a readable .npz"),
+        "cut.npz": (lambda p: p.write_bytes(good.read_bytes()[:300]), "cut.npz: not a readable .npz"),
+        "bomb.npz": (lambda p: npz_claiming(p, (100_000, 1024, 1024, 3)), "refused before decompressing"),
+        "objects.npz": (lambda p: np.savez(p, X=np.array([{"run": "code"}] * 2, dtype=object)),
+                        "X holds Python objects; refused, nothing was unpickled"),
+        "no_x.npz": (lambda p: np.savez(p, images=np.zeros((2, 64, 64, 3), np.uint8)), "has no array named X"),
+        "flat.npz": (lambda p: np.savez(p, X=np.zeros((2, 64), np.uint8)), "X has shape (2, 64)"),
+        "labels.npz": (lambda p: np.savez(p, X=np.zeros((2, 64, 64, 3), np.uint8), y=np.array([0.5, 1.0])),
+                       "y must be 2 integer labels"),
+        "small.npz": (lambda p: np.savez(p, X=np.zeros((2, 32, 32, 3), np.uint8)), "the model wants 64x64"),
+    }
+    for name, (make, message) in cases.items():
+        make(tmp_path / name)
+        assert_refused(run_cli("producer", "enqueue", "--npz", str(tmp_path / name), *model, check=False, env=env), message)
+    assert stored_rows(env) == {"runs": 0, "images": 0, "run_images": 0}
+
+
+def test_grey_rgba_and_16_bit_npz_images_are_converted(env, tmp_path, rectangles_model):
+    rng = np.random.default_rng(2)
+    arrays = {
+        "grey.npz": rng.integers(0, 255, (2, 64, 64), dtype=np.uint8),
+        "rgba.npz": rng.integers(0, 255, (2, 64, 64, 4), dtype=np.uint8),
+        "deep.npz": rng.integers(0, 65535, (2, 64, 64, 3), dtype=np.uint16),
+    }
+    for name, x in arrays.items():
+        np.savez(tmp_path / name, X=x)
+        result = run_cli("producer", "enqueue", "--npz", str(tmp_path / name), "--model", str(rectangles_model), env=env)
+        assert "2 images queued" in result.stdout
+    engine = create_engine(env["DATABASE_URL"])
+    with engine.connect() as connection:
+        stored = connection.execute(text("SELECT width, height, channels FROM images ORDER BY id")).all()
+    engine.dispose()
+    assert [tuple(row) for row in stored] == [(64, 64, 1)] * 2 + [(64, 64, 4)] * 2 + [(64, 64, 3)] * 2
