@@ -1,5 +1,6 @@
 """Local real services for tests, benchmarks and `producer local`: throwaway PostgreSQL and Redis
-databases (created, then dropped or flushed) and celery worker subprocesses.
+databases (created, then dropped or flushed), celery worker subprocesses, and, for the fault tests,
+redis-server and PostgreSQL instances of their own to stop and restart.
 """
 
 from __future__ import annotations
@@ -153,11 +154,12 @@ class RedisServer:
 
     def start(self) -> "RedisServer":
         self.directory.mkdir(parents=True, exist_ok=True)
-        log = open(self.directory / "redis.log", "ab")
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory), *self.flags],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
+        with open(self.directory / "redis.log", "ab") as log:
+            self.process = subprocess.Popen(
+                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
+                 *self.flags],
+                stdout=log, stderr=subprocess.STDOUT,
+            )
         client = redis.Redis.from_url(self.url)
         try:
             wait_until(lambda: client.ping(), f"redis-server on port {self.port}", timeout=30)

@@ -54,10 +54,10 @@ class Faults:
     def cli(self, package: str, *args: str):
         return run_cli(package, *args, env=self.env)
 
-    def enqueue(self, name: str, *options: str) -> int:
+    def enqueue(self, name: str) -> int:
         return run_id_of(self.cli(
             "producer", "enqueue", "--model", str(self.model), "--dataset", "rectangles", "--limit", str(IMAGES),
-            "--name", name, *options,
+            "--name", name,
         ).stdout)
 
     def counts(self, run_id: int) -> queries.RunCounts:
