@@ -66,10 +66,8 @@ def _claim_explain_save(session: Session, run_id: int, image_id: int, host: str)
             )
         except OperationalError:
             raise
-        except SoftTimeLimitExceeded:
-            error = f"time limit of {settings.task_soft_time_limit_s} s exceeded"
-        except Exception as failure:  # anything else is this image's fault: store it, the run goes on
-            error = f"{type(failure).__name__}: {failure}"
+        except Exception as failure:  # the time limit, or this image's fault: store it, the run goes on
+            error = failure_reason(failure)
 
     if error is None:
         saved = queries.save_explanation(session, job, result, host)
@@ -82,3 +80,16 @@ def _claim_explain_save(session: Session, run_id: int, image_id: int, host: str)
     queries.finish_run_if_complete(session, run_id)  # after the commit, so it counts this row
     session.commit()
     return "ok" if error is None else "failed"
+
+
+def failure_reason(failure: BaseException) -> str:
+    """One line for the row: the soft time limit, even when a library wrapped it (TensorFlow re-raises an
+    error met while binding a function's inputs as a TypeError that prints the whole batch), or else
+    the error's type and first line."""
+    cause = failure
+    while cause is not None:
+        if isinstance(cause, SoftTimeLimitExceeded):
+            return f"time limit of {settings.task_soft_time_limit_s} s exceeded"
+        cause = cause.__cause__ or cause.__context__
+    first_line = next(iter(str(failure).strip().splitlines()), "")
+    return f"{type(failure).__name__}: {first_line}"[:500]
