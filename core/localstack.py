@@ -163,6 +163,9 @@ class RedisServer:
         client = redis.Redis.from_url(self.url)
         try:
             wait_until(lambda: client.ping(), f"redis-server on port {self.port}", timeout=30)
+        except BaseException:
+            self.stop()  # never leave a server behind that no fixture will stop
+            raise
         finally:
             client.close()
         return self

@@ -17,9 +17,11 @@ OUTAGE_S = 12
 
 @pytest.fixture
 def own_postgres():
-    server = PostgresServer().start()
-    yield server
-    server.remove()
+    server = PostgresServer()
+    try:
+        yield server.start()
+    finally:
+        server.remove()  # stopped if running, its folder deleted, even when it failed to start
 
 
 def test_postgresql_down_for_a_while_then_the_run_completes(redis_server, own_postgres, stack_on):
