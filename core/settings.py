@@ -61,6 +61,11 @@ class Settings(BaseSettings):
         return self.tf_threads or max(1, cpu_count() // self.worker_processes())
 
 
+def is_redis_url(url: str) -> bool:
+    """Whether a broker URL names Redis (the embedded broker of `producer local` does not)."""
+    return url.split("://", 1)[0] in ("redis", "rediss")
+
+
 def cpu_count() -> int:
     """Cores this process may use (respects CPU affinity, unlike os.cpu_count)."""
     return len(os.sched_getaffinity(0))

@@ -130,9 +130,9 @@ def decode_image_file(path: Path) -> np.ndarray:
         raise SourceError(
             f"{path.name} claims more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels: refused before decoding"
         ) from None
+    except SourceError:
+        raise
     except (UnidentifiedImageError, OSError, ValueError) as error:
-        if isinstance(error, SourceError):
-            raise
         raise SourceError(f"{path.name}: not a readable image ({type(error).__name__}: {error})") from None
 
 

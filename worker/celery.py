@@ -10,7 +10,7 @@ from __future__ import annotations
 from celery import Celery
 from celery.signals import worker_process_init
 
-from core.settings import settings
+from core.settings import is_redis_url, settings
 from worker import local_broker
 from worker.sweeper import Sweeper
 
@@ -26,7 +26,6 @@ if not settings.task_soft_time_limit_s < settings.task_time_limit_s < settings.v
 def use_broker(celery_app: Celery, url: str) -> None:
     """Point the app at a broker; only Redis takes a visibility timeout (the embedded SQLAlchemy
     transport would pass it on to create_engine and fail)."""
-    redis = url.split("://", 1)[0] in ("redis", "rediss")
     celery_app.conf.broker_url = url
     celery_app.conf.broker_transport_options = {
         "visibility_timeout": settings.visibility_timeout_s,
@@ -34,7 +33,7 @@ def use_broker(celery_app: Celery, url: str) -> None:
         # every tenth of the timeout, at most every 10 s; kombu's default looks every 100 s.
         "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 10)),
         "unacked_restore_throttle": 1,
-    } if redis else {}
+    } if is_redis_url(url) else {}
 
 
 local_broker.register()

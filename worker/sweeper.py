@@ -18,7 +18,7 @@ import socket
 import redis
 from celery import Celery, bootsteps
 
-from core.settings import settings
+from core.settings import is_redis_url, settings
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +77,10 @@ class Sweeper(bootsteps.StartStopStep):
         self.client: redis.Redis | None = None
 
     def start(self, worker) -> None:
-        if settings.celery_broker_url.split("://", 1)[0] not in ("redis", "rediss"):
+        broker_url = worker.app.conf.broker_url
+        if not is_redis_url(broker_url):
             return  # it reads Redis; a message lost by the embedded broker needs `producer local --resume`
-        self.client = redis.Redis.from_url(settings.celery_broker_url, socket_timeout=10)
+        self.client = redis.Redis.from_url(broker_url, socket_timeout=10)
         self.tref = worker.timer.call_repeatedly(settings.sweep_interval_s, self._tick, (worker.app,), priority=10)
 
     def _tick(self, app: Celery) -> None:

@@ -12,44 +12,45 @@ import time
 import pytest
 import redis
 
-from tests.faults.stack import IMAGES, assert_nothing_lost_or_doubled
+from core.localstack import RedisServer
+from tests.faults.stack import IMAGES, Faults, assert_nothing_lost_or_doubled
 
 pytestmark = pytest.mark.slow  # minutes of real faults; CI runs them
 
 SWEEPER_OFF = {"SWEEP_INTERVAL_S": "3600"}
 
 
-def test_redis_restarted_without_persistence_then_resume_completes_the_run(redis_server, stack_on):
-    faults = stack_on(redis_server.url)
+def restart_midway(server: RedisServer, stack_on, name: str) -> tuple[Faults, int]:
+    """A worker (without the sweeper) and a run on `server`, restarted with SIGTERM, as `docker compose
+    restart redis` does, once 30 images are finished."""
+    faults = stack_on(server.url)
     faults.env.update(SWEEPER_OFF)
     faults.start_worker()
-    started = time.monotonic()
-    run_id = faults.enqueue("redis-forgot")
+    run_id = faults.enqueue(name)
     faults.wait_finished(run_id, 30)
-    redis_server.restart()  # SIGTERM; it keeps nothing on disk: the queue and the held tasks are gone
+    server.restart()
+    return faults, run_id
+
+
+def test_redis_restarted_without_persistence_then_resume_completes_the_run(redis_server, stack_on):
+    faults, run_id = restart_midway(redis_server, stack_on, "redis-forgot")  # nothing on disk: the queue is gone
     time.sleep(5)  # the worker reconnects; tasks that were running finish, then nothing more comes
     stalled_at = faults.counts(run_id).finished
     time.sleep(3)
     assert faults.counts(run_id).finished == stalled_at < IMAGES  # the run is stuck without its queue
     resumed = faults.cli("producer", "resume", str(run_id), "--wait").stdout
     sent_again = int(re.search(r"(\d+) images sent again", resumed).group(1))
-    figures = faults.report("Redis restarted without persistence, then resume", run_id, 1, time.monotonic() - started)
+    figures = faults.report("Redis restarted without persistence, then resume", run_id, 1)
     print(f"finished when stuck: {stalled_at}; resume sent {sent_again} images again")
     assert_nothing_lost_or_doubled(figures)
     assert figures["ok"] == IMAGES and sent_again == IMAGES - stalled_at
 
 
 def test_redis_restarted_with_composes_persistence_completes_the_run_by_itself(compose_redis, stack_on):
-    faults = stack_on(compose_redis.url)
-    faults.env.update(SWEEPER_OFF)
-    faults.start_worker()
-    started = time.monotonic()
-    run_id = faults.enqueue("redis-kept")
-    faults.wait_finished(run_id, 30)
-    compose_redis.restart()  # SIGTERM, as `docker compose restart redis`: the append-only file keeps the queue
+    faults, run_id = restart_midway(compose_redis, stack_on, "redis-kept")  # the append-only file keeps the queue
     at_restart = faults.counts(run_id).finished
     faults.wait_finished(run_id, IMAGES, timeout=300)
-    figures = faults.report("Redis (compose's AOF) restarted", run_id, 1, time.monotonic() - started)
+    figures = faults.report("Redis (compose's AOF) restarted", run_id, 1)
     print(f"finished at the restart: {at_restart}; no resume, no resend")
     assert_nothing_lost_or_doubled(figures)
     assert figures["ok"] == IMAGES
@@ -59,7 +60,6 @@ def test_messages_taken_from_the_queue_and_lost_are_sent_again_by_the_sweeper(re
     """Kombu pops a message, then records it as held: a worker killed in between loses it for good.
     Here the test pops five messages itself and drops them; the workers' sweeper sends them again."""
     faults = stack_on(redis_server.url)
-    started = time.monotonic()
     run_id = faults.enqueue("taken-and-lost")
     client = redis.Redis.from_url(redis_server.url)
     dropped = [client.rpop("celery") for _ in range(5)]  # the oldest five, as a worker's BRPOP takes them
@@ -67,7 +67,7 @@ def test_messages_taken_from_the_queue_and_lost_are_sent_again_by_the_sweeper(re
     assert all(dropped)
     faults.start_worker()
     faults.wait_finished(run_id, IMAGES, timeout=300)
-    figures = faults.report("5 messages taken from the queue and lost", run_id, 5, time.monotonic() - started)
+    figures = faults.report("5 messages taken from the queue and lost", run_id, 5)
     resent = faults.sent_again_by_sweeper()
     print(f"the sweeper sent again: {resent}")
     assert_nothing_lost_or_doubled(figures)
