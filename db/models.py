@@ -56,6 +56,14 @@ class Run(Base):
     params: Mapped[dict] = mapped_column(JSON)
     source: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20), default="enqueueing")  # enqueueing | running | done
+    # The model's input contract for this run (models.contract): the workers feed the model by it.
+    value_range: Mapped[list] = mapped_column(JSON)  # [low, high]; filled for every run (revision 0002)
+    preprocess: Mapped[str | None] = mapped_column(String(40))
+    outputs: Mapped[str] = mapped_column(String(20), default="probabilities")
+    contract_notes: Mapped[list | None] = mapped_column(JSON)  # how each part of the contract was decided
+    # The input check of its first images (worker.input_check): accuracy, spread, warning; None until done.
+    input_check: Mapped[dict | None] = mapped_column(JSON)
+    skipped: Mapped[list | None] = mapped_column(JSON)  # files left out with --skip-bad: [{source, reason}]
     image_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

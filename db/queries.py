@@ -35,11 +35,14 @@ def store_model_file(session: Session, sha256: str, content: bytes, metadata: di
 
 
 def create_run(
-    session: Session, *, name: str, model_path: str, model_sha256: str, class_names: list[str], params: dict, source: str
+    session: Session, *, name: str, model_path: str, model_sha256: str, class_names: list[str], params: dict, source: str,
+    value_range: list[float], preprocess: str | None = None, outputs: str = "probabilities",
+    contract_notes: list[str] | None = None, skipped: list[dict] | None = None,
 ) -> Run:
     run = Run(
         name=name, model_path=model_path, model_sha256=model_sha256, class_names=class_names, params=params,
-        source=source, status="enqueueing", started_at=utcnow(),
+        source=source, status="enqueueing", started_at=utcnow(), value_range=list(value_range), preprocess=preprocess,
+        outputs=outputs, contract_notes=contract_notes, skipped=skipped or None,
     )
     run.classes = [RunClass(label=i, name=n) for i, n in enumerate(class_names)]
     session.add(run)
@@ -77,13 +80,16 @@ class NewImage:
     true_label: int | None
 
 
-def add_images(session: Session, run: Run, images: list[NewImage], first_position: int) -> tuple[list[int], list[int]]:
+def add_images(session: Session, run: Run, images: list[tuple[int, NewImage]]) -> tuple[list[int], list[int]]:
     """Add images to a run in a few bulk statements, storing each picture once by content hash.
 
-    Returns the ids added to the run (in order, without images the run already has) and the ids of
-    images stored for the first time.
+    `images` are (position in the run, image) pairs. Returns the ids added to the run (in order, without
+    images the run already has) and the ids of images stored for the first time.
     """
-    unique = list({image.sha256: image for image in images}.values())
+    first_seen: dict[str, tuple[int, NewImage]] = {}
+    for position, image in images:
+        first_seen.setdefault(image.sha256, (position, image))
+    unique = [image for _, image in first_seen.values()]
     known = {
         sha: image_id
         for sha, image_id in session.execute(
@@ -112,13 +118,23 @@ def add_images(session: Session, run: Run, images: list[NewImage], first_positio
             created.append(image_id)
     members = [
         {"run_id": run.id, "image_id": known[image.sha256], "position": position, "true_label": image.true_label}
-        for position, image in enumerate(unique, start=first_position)
+        for position, image in first_seen.values()
         if known[image.sha256] not in in_run
     ]
     if members:
         session.execute(insert(RunImage), members)
         session.execute(update(Run).where(Run.id == run.id).values(image_count=Run.image_count + len(members)))
     return [member["image_id"] for member in members], created
+
+
+def run_labels(session: Session, run_id: int) -> list[tuple[int, int | None]]:
+    """(image id, true label) of every image of the run, in its order."""
+    return [
+        (image_id, label)
+        for image_id, label in session.execute(
+            select(RunImage.image_id, RunImage.true_label).where(RunImage.run_id == run_id).order_by(RunImage.position)
+        )
+    ]
 
 
 def images_without_result(session: Session, run_id: int) -> list[int]:
@@ -164,6 +180,9 @@ class Job:
     png: bytes
     params: dict
     model_sha256: str
+    value_range: list[float]
+    preprocess: str | None
+    outputs: str
 
     @property
     def finished(self) -> bool:
@@ -182,7 +201,7 @@ def claim_explanation(session: Session, run_id: int, image_id: int, host: str) -
     Two statements: a task's database work is kept to few round trips, as workers compete for the cores.
     """
     job = session.execute(
-        select(RunImage.true_label, Image.png, Run.params, Run.model_sha256)
+        select(RunImage.true_label, Image.png, Run.params, Run.model_sha256, Run.value_range, Run.preprocess, Run.outputs)
         .join(Image, Image.id == RunImage.image_id)
         .join(Run, Run.id == RunImage.run_id)
         .where(RunImage.run_id == run_id, RunImage.image_id == image_id)
@@ -210,7 +229,7 @@ def claim_explanation(session: Session, run_id: int, image_id: int, host: str) -
                 Explanation.run_id == run_id, Explanation.image_id == image_id
             )
         ).one()
-    return Job(*row, job.true_label, job.png, job.params, job.model_sha256)
+    return Job(*row, *job)
 
 
 def encode_segments(segments: np.ndarray) -> bytes:
@@ -298,6 +317,7 @@ class RunCounts:
     ok: int
     failed: int
     correct: int
+    labelled: int  # explained images with a true label: accuracy is over these alone
 
     @property
     def finished(self) -> int:
@@ -309,23 +329,58 @@ class RunCounts:
 
     @property
     def misclassified(self) -> int:
-        return self.ok - self.correct
+        return self.labelled - self.correct
 
     @property
     def accuracy(self) -> float | None:
-        return self.correct / self.ok if self.ok else None
+        """Over the explained images that have a true label; None when none has."""
+        return self.correct / self.labelled if self.labelled else None
 
 
 def run_counts(session: Session, run_id: int) -> RunCounts:
     total = session.scalar(select(func.count()).select_from(RunImage).where(RunImage.run_id == run_id)) or 0
-    ok, failed, correct = session.execute(
+    ok, failed, correct, labelled = session.execute(
         select(
             func.coalesce(func.sum(case((Explanation.status == "ok", 1), else_=0)), 0),
             func.coalesce(func.sum(case((Explanation.status == "failed", 1), else_=0)), 0),
             func.coalesce(func.sum(case((Explanation.correct.is_(True), 1), else_=0)), 0),
+            func.coalesce(func.sum(case((Explanation.correct.is_not(None), 1), else_=0)), 0),
         ).where(Explanation.run_id == run_id)
     ).one()
-    return RunCounts(total, int(ok), int(failed), int(correct))
+    return RunCounts(total, int(ok), int(failed), int(correct), int(labelled))
+
+
+def predicted_classes(session: Session, run_id: int) -> list[tuple[str, int]]:
+    """How many explained images the model put in each class, most common first."""
+    rows = session.execute(
+        select(RunClass.name, func.count())
+        .select_from(Explanation)
+        .join(RunClass, (RunClass.run_id == Explanation.run_id) & (RunClass.label == Explanation.predicted_label))
+        .where(Explanation.run_id == run_id, Explanation.status == "ok")
+        .group_by(RunClass.label, RunClass.name)
+        .order_by(func.count().desc(), RunClass.label)
+    )
+    return [(name, int(n)) for name, n in rows]
+
+
+def input_check_sample(session: Session, run_id: int, image_ids: list[int]) -> tuple[Run, list[tuple[bytes, int | None]]]:
+    """The run and the (PNG, true label) of the images its input check looks at, in the given order."""
+    run = session.get(Run, run_id)
+    if run is None:
+        raise RunNotFound(f"no run with id {run_id}")
+    rows = {
+        image_id: (png, label)
+        for image_id, png, label in session.execute(
+            select(RunImage.image_id, Image.png, RunImage.true_label)
+            .join(Image, Image.id == RunImage.image_id)
+            .where(RunImage.run_id == run_id, RunImage.image_id.in_(image_ids))
+        )
+    }
+    return run, [rows[image_id] for image_id in image_ids if image_id in rows]
+
+
+def save_input_check(session: Session, run_id: int, check: dict) -> None:
+    session.execute(update(Run).where(Run.id == run_id).values(input_check=check))
 
 
 def run_wall_seconds(run: Run) -> float | None:

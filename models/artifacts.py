@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 
 @dataclass
 class ModelMetadata:
-    """What a worker needs besides the weights: class names, input shape, value range; and where it came from."""
+    """What a worker needs besides the weights: class names, input shape, the input contract (value range,
+    preprocessing, what the outputs are); and where the model came from.
+
+    `value_range` None means "not said": the producer infers it from the model, or falls back to [0, 1].
+    """
 
     class_names: list[str]
     input_shape: list[int]
-    value_range: list[float] = field(default_factory=lambda: [0.0, 1.0])
-    preprocessing: str = "RGB float32, pixel values scaled to the value range"
+    value_range: list[float] | None = None
+    preprocess: str | None = None  # a keras.applications family, see models.contract.PREPROCESS_FAMILIES
+    outputs: str | None = None  # "probabilities" | "logits"; None: inferred from the last layer
     dataset: str | None = None
     preset: str | None = None
     seed: int | None = None
@@ -64,6 +69,15 @@ class KerasFileSummary:
     input_shape: list[int] | None
     outputs: int | None
     has_lambda: bool
+    # (scale, offset) of a Rescaling layer that is the first layer to act on the pixels at inference
+    rescaling: tuple[float, float] | None = None
+    # the last layer's activation ("softmax", "sigmoid", "linear", ...), None where the config hides it
+    output_activation: str | None = None
+
+
+# Layers that leave the pixels alone at inference: inputs, and the random augmentations of the Keras
+# tutorials (active only in training).
+_PASS_THROUGH = ("InputLayer", "Sequential", "Functional", "Model")
 
 
 class ModelFileError(ValueError):
@@ -111,4 +125,36 @@ def summarise_keras_file(path: str | Path) -> KerasFileSummary:
         input_shape = list(shape[1:]) if shape else None
     dense = [layer for layer in layers if "units" in layer["config"]]
     outputs = dense[-1]["config"]["units"] if dense else None
-    return KerasFileSummary(input_shape, outputs, any(layer["class_name"] == "Lambda" for layer in layers))
+    model_layers = [layer for layer in layers if layer.get("module") in ("keras.layers", "keras") and
+                    layer["class_name"] != "DTypePolicy"]
+    return KerasFileSummary(
+        input_shape, outputs, any(layer["class_name"] == "Lambda" for layer in layers),
+        _first_rescaling(model_layers), _output_activation(model_layers),
+    )
+
+
+def _first_rescaling(layers: list[dict]) -> tuple[float, float] | None:
+    for layer in layers:
+        kind = layer["class_name"]
+        if kind in _PASS_THROUGH or kind.startswith("Random"):
+            continue
+        if kind == "Rescaling":
+            scale, offset = layer["config"].get("scale"), layer["config"].get("offset", 0.0)
+            if isinstance(scale, (int, float)) and isinstance(offset, (int, float)):
+                return float(scale), float(offset)
+        return None
+    return None
+
+
+def _output_activation(layers: list[dict]) -> str | None:
+    """The activation of the last layer that has one (a Softmax layer counts as "softmax")."""
+    for layer in reversed(layers):
+        kind, config = layer["class_name"], layer["config"]
+        if kind == "Softmax":
+            return "softmax"
+        activation = config.get("activation")
+        if isinstance(activation, str):
+            return activation
+        if kind not in ("Flatten", "Reshape", "Dropout", "Identity") + _PASS_THROUGH:
+            return None
+    return None

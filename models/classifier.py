@@ -46,23 +46,47 @@ def batch_buckets(batch_size: int) -> list[int]:
     return sizes + [batch_size]
 
 
+def preprocess_function(name: str | None):
+    """keras.applications' own preprocess_input of a family in models.contract.PREPROCESS_FAMILIES, or None."""
+    if name is None:
+        return None
+    import importlib
+
+    from models.contract import PREPROCESS_FAMILIES, check_preprocess
+
+    module = importlib.import_module(f"keras.applications.{PREPROCESS_FAMILIES[check_preprocess(name)]}")
+    return module.preprocess_input
+
+
 @dataclass
 class Classifier:
-    """A loaded model: `predict` maps float32 images (n, H, W, C) to probabilities (n, classes)."""
+    """A loaded model: `predict` maps float32 images (n, H, W, C) in the run's value range to probabilities
+    (n, classes). `preprocess` (a keras.applications family) runs on the images first; `logits` says the
+    model's outputs still need a softmax (a sigmoid for a single output)."""
 
     model: object
     metadata: ModelMetadata
     sha256: str
     batch_size: int = 256
+    preprocess: str | None = None
+    logits: bool = False
 
     def __post_init__(self) -> None:
         import tensorflow as tf
 
-        model = self.model
+        model, logits = self.model, self.logits
+        prepare = preprocess_function(self.preprocess) or (lambda x: x)
+
+        def forward(x):
+            output = model(prepare(x), training=False)
+            if logits:
+                output = tf.sigmoid(output) if output.shape[-1] == 1 else tf.nn.softmax(output, axis=-1)
+            return output
+
         # One trace serves every batch size (each new shape would otherwise cost a retrace per
         # process); batches still come in a few fixed sizes so oneDNN reuses its kernels.
         signature = tf.TensorSpec([None, *self.input_shape], tf.float32)
-        self._forward = tf.function(lambda x: model(x, training=False), input_signature=[signature])
+        self._forward = tf.function(forward, input_signature=[signature])
         self._buckets = batch_buckets(self.batch_size)
 
     def warm_up(self) -> None:
@@ -77,11 +101,6 @@ class Classifier:
     @property
     def class_names(self) -> list[str]:
         return self.metadata.class_names
-
-    @property
-    def value_range(self) -> tuple[float, float]:
-        low, high = self.metadata.value_range
-        return float(low), float(high)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Probabilities per image; a single sigmoid output comes back as [p(class 0), p(class 1)].
@@ -104,10 +123,13 @@ class Classifier:
         return output
 
 
-def load_classifier(path: str | Path, *, batch_size: int = 256) -> Classifier:
+def load_classifier(
+    path: str | Path, *, batch_size: int = 256, preprocess: str | None = None, logits: bool = False
+) -> Classifier:
     """Load a `.keras` model with Keras' safe mode on, check its shapes, and attach its metadata.
 
-    A model without a metadata file gets class names "0".."k-1" and the value range [0, 1].
+    A model without a metadata file gets class names "0".."k-1". The input contract (value range,
+    preprocessing, logits) is the run's: see models.contract.
     """
     path = Path(path)
     if not path.is_file():
@@ -142,4 +164,4 @@ def load_classifier(path: str | Path, *, batch_size: int = 256) -> Classifier:
     if tuple(metadata.input_shape) != input_shape:
         raise ModelLoadError(f"{path.name} takes {input_shape} but its metadata says {tuple(metadata.input_shape)}")
     metadata.sha256 = sha256
-    return Classifier(model, metadata, sha256, batch_size)
+    return Classifier(model, metadata, sha256, batch_size, preprocess, logits)

@@ -91,6 +91,8 @@ def train(dataset_name: str, out: Path, *, preset: str = "default", seed: int = 
     metadata = ModelMetadata(
         class_names=list(dataset.class_names),
         input_shape=list(dataset.input_shape),
+        value_range=[0.0, 1.0],
+        outputs="probabilities",
         dataset=dataset_name,
         preset=preset,
         seed=seed,

@@ -15,6 +15,7 @@ from worker import local_broker
 from worker.sweeper import Sweeper
 
 EXPLAIN_TASK = "worker.tasks.explain_image"
+CHECK_TASK = "worker.tasks.check_input"
 
 if not settings.task_soft_time_limit_s < settings.task_time_limit_s < settings.visibility_timeout_s:
     raise ValueError(
@@ -71,6 +72,12 @@ def send_explain_tasks(celery_app: Celery, run_id: int, image_ids: list[int], pr
     with celery_app.producer_or_acquire(producer) as connection:
         for image_id in image_ids:
             celery_app.send_task(EXPLAIN_TASK, args=[run_id, image_id], producer=connection)
+
+
+def send_input_check(celery_app: Celery, run_id: int, image_ids: list[int], producer=None) -> None:
+    """The run's input check, by name: sent before the image tasks, so a worker takes it first."""
+    with celery_app.producer_or_acquire(producer) as connection:
+        celery_app.send_task(CHECK_TASK, args=[run_id, image_ids], producer=connection)
 
 
 _thread_limits = None

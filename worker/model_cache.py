@@ -14,13 +14,15 @@ from db.models import ModelFile
 from models.artifacts import ModelMetadata, file_sha256, write_metadata
 from models.classifier import Classifier, ModelLoadError, load_classifier
 
-_loaded: dict[str, Classifier] = {}
+_loaded: dict[tuple[str, str | None, bool], Classifier] = {}
 
 
-def classifier_for(session: Session, sha256: str) -> Classifier:
-    """The model with this sha256, loaded once per process (the run's stored copy, never the user's path)."""
-    if sha256 in _loaded:
-        return _loaded[sha256]
+def classifier_for(session: Session, sha256: str, *, preprocess: str | None = None, logits: bool = False) -> Classifier:
+    """The model with this sha256, fed as a run's contract says (keras.applications preprocessing, logits),
+    loaded once per process (the run's stored copy, never the user's path)."""
+    key = (sha256, preprocess, logits)
+    if key in _loaded:
+        return _loaded[key]
     cache = settings.model_cache_dir
     path = cache / f"{sha256}.keras"
     if not path.exists() or file_sha256(path) != sha256:
@@ -32,7 +34,7 @@ def classifier_for(session: Session, sha256: str) -> Classifier:
         partial.write_bytes(stored.content)
         write_metadata(path, ModelMetadata.from_dict({**stored.model_metadata, "sha256": sha256}))
         os.replace(partial, path)  # atomic: other processes never see half a file
-    classifier = load_classifier(path)
+    classifier = load_classifier(path, preprocess=preprocess, logits=logits)
     classifier.warm_up()
-    _loaded[sha256] = classifier
+    _loaded[key] = classifier
     return classifier

@@ -12,25 +12,24 @@ from sqlalchemy.orm import Session
 
 from core.settings import settings
 from db import queries
+from db.models import utcnow
 from db.pictures import png_pixels
 from db.session import session_factory
-from worker.celery import EXPLAIN_TASK, app
+from worker.celery import CHECK_TASK, EXPLAIN_TASK, app
 from worker.engine import ExplainParams, explain
+from worker.input_check import check_input as check_predictions
 from worker.model_cache import classifier_for
 
 logger = get_task_logger(__name__)
 
 
-@app.task(
-    name=EXPLAIN_TASK,
-    bind=True,
-    # The database went away (restart, network): retry with exponential backoff, the image is not at fault.
-    autoretry_for=(OperationalError,),
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=12,
+# The database went away (restart, network): retry with exponential backoff, the image is not at fault.
+RETRY_WHILE_THE_DATABASE_IS_AWAY = dict(
+    autoretry_for=(OperationalError,), retry_backoff=2, retry_backoff_max=60, retry_jitter=True, max_retries=12,
 )
+
+
+@app.task(name=EXPLAIN_TASK, bind=True, **RETRY_WHILE_THE_DATABASE_IS_AWAY)
 def explain_image(self, run_id: int, image_id: int) -> str:
     """Explain one image of a run and upsert its result; a redelivery never makes a second row."""
     host = f"{socket.gethostname()}:{os.getpid()}"
@@ -58,11 +57,13 @@ def _claim_explain_save(session: Session, run_id: int, image_id: int, host: str)
         error = f"gave up after {job.attempts - 1} attempts: the worker died or timed out every time"
     else:
         try:
-            classifier = classifier_for(session, job.model_sha256)
+            classifier = classifier_for(
+                session, job.model_sha256, preprocess=job.preprocess, logits=job.outputs == "logits"
+            )
             session.commit()  # end the read before the long computation
             result = explain(
                 png_pixels(job.png), classifier.predict, ExplainParams(**job.params),
-                true_label=job.true_label, input_shape=classifier.input_shape, value_range=classifier.value_range,
+                true_label=job.true_label, input_shape=classifier.input_shape, value_range=tuple(job.value_range),
             )
         except OperationalError:
             raise
@@ -93,3 +94,38 @@ def failure_reason(failure: BaseException) -> str:
         cause = cause.__cause__ or cause.__context__
     first_line = next(iter(str(failure).strip().splitlines()), "")
     return f"{type(failure).__name__}: {first_line}"[:500]
+
+
+@app.task(
+    name=CHECK_TASK,
+    # Advisory and quick: acknowledged on receipt, so an input that kills its worker is not checked forever.
+    # `producer resume` sends it again if it never finished.
+    acks_late=False,
+    **RETRY_WHILE_THE_DATABASE_IS_AWAY,
+)
+def check_input(run_id: int, image_ids: list[int]) -> str:
+    """Predict a sample of the run's images as the run feeds them, and store the figures and any warning."""
+    with session_factory()() as session:
+        try:
+            run, sample = queries.input_check_sample(session, run_id, image_ids)
+        except queries.RunNotFound as missing:
+            logger.warning("input check skipped: %s", missing)
+            return "missing"
+        try:
+            classifier = classifier_for(session, run.model_sha256, preprocess=run.preprocess, logits=run.outputs == "logits")
+            session.commit()
+            check = check_predictions(
+                [png_pixels(png) for png, _ in sample], [label for _, label in sample], classifier.predict,
+                value_range=run.value_range, input_shape=classifier.input_shape, class_names=run.class_names,
+                model_path=run.model_path,
+            )
+        except OperationalError:
+            raise
+        except Exception as failure:  # the model cannot take these images at all: that is the finding
+            check = {"images": len(sample), "warning": f"input check failed: {failure_reason(failure)}"}
+        check["checked_at"] = utcnow().isoformat()
+        if check["warning"]:
+            logger.warning("run %s: %s", run_id, check["warning"])
+        queries.save_input_check(session, run_id, check)
+        session.commit()
+        return "warning" if check["warning"] else "ok"
