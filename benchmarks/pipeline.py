@@ -60,17 +60,17 @@ def main() -> None:
         try:
             # Warm-up: each worker process fetches and loads the model once, as a long-lived worker has.
             warm = sources.from_builtin("rectangles", model.metadata, 4)
-            warm_id, _ = service.enqueue(Session, app, name="warm-up", model=model, source=warm, params=params)
-            service.wait_for_run(Session, warm_id, lambda counts: None, poll_s=0.2)
+            warm_id, _ = service.enqueue(Session, app, service.prepare(model, warm, params), name="warm-up")
+            service.wait_for_run(Session, warm_id, lambda counts, check: None, poll_s=0.2)
 
             source = sources.from_builtin("rectangles", model.metadata, args.images)
             cpu_before = cpu_seconds_by_role(worker.process.pid)
             started = datetime.now().astimezone()
-            run_id, sent = service.enqueue(Session, app, name="benchmark", model=model, source=source, params=params)
+            run_id, sent = service.enqueue(Session, app, service.prepare(model, source, params), name="benchmark")
             enqueue_s = (datetime.now().astimezone() - started).total_seconds()
             print(f"pipeline: {sent} images stored and sent in {enqueue_s:.2f} s, waiting...", flush=True)
             # the end is read from the rows' commit times, so polling often would only steal CPU
-            counts = service.wait_for_run(Session, run_id, lambda counts: None, poll_s=1.0)
+            counts = service.wait_for_run(Session, run_id, lambda counts, check: None, poll_s=1.0)
             cpu_after = cpu_seconds_by_role(worker.process.pid)
             cpu_used = {role: round(cpu_after[role] - cpu_before.get(role, 0.0), 2) for role in cpu_after}
             with Session() as session:

@@ -50,9 +50,10 @@ def runs() -> None:
     with session_factory()() as session:
         for run, counts in queries.list_runs(session):
             wall = queries.run_wall_seconds(run)
+            accuracy = "n/a" if counts.ok and not counts.labelled else "-"
             table.add_row(
                 str(run.id), run.name, run.status, str(counts.total), str(counts.ok), str(counts.failed),
-                "-" if counts.accuracy is None else f"{counts.accuracy:.2%}",
+                accuracy if counts.accuracy is None else f"{counts.accuracy:.2%}",
                 "-" if wall is None else f"{wall:.1f}", f"{run.created_at:%Y-%m-%d %H:%M}",
             )
     console.print(table)
@@ -68,6 +69,28 @@ def misclassified(
         found = queries.find_run(session, run)
         rows = queries.misclassified(session, found.id)
     write_rows(rows, queries.MISCLASSIFIED_COLUMNS, format, title=f"misclassified in run {found.id} ({found.name})")
+
+
+@app.command()
+def sql(
+    query: str = typer.Argument(..., help="One SQL statement, e.g. \"SELECT * FROM misclassifications\"."),
+    format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table | csv | json."),
+) -> None:
+    """Run one SQL query on the results database (DATABASE_URL) and print its rows. Nothing is changed:
+    the query runs in a transaction that is rolled back."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    with session_factory()() as session:
+        try:
+            result = session.execute(text(query))
+            columns = list(result.keys()) if result.returns_rows else []
+            rows = [dict(row._mapping) for row in result] if result.returns_rows else []
+        except SQLAlchemyError as error:
+            fail(f"the query failed: {str(getattr(error, 'orig', None) or error).strip().splitlines()[0]}")
+        finally:
+            session.rollback()
+    write_rows(rows, columns, format, title=f"{len(rows)} rows")
 
 
 def write_rows(rows: list[dict], columns, format: OutputFormat, title: str) -> None:

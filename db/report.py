@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from db import pictures, queries
+from db.summary import summarise_run
 
 PAGE_SIZE = 48
 TOP_WEIGHTS = 5
@@ -54,24 +55,26 @@ def gallery_items(details: list[queries.ExplanationDetail]) -> list[dict]:
 def build_report(session: Session, run_id: int) -> tuple[str, int]:
     """The report's HTML, and how many misclassified images its gallery holds."""
     run = queries.find_run(session, run_id)
-    counts = queries.run_counts(session, run_id)
-    wall = queries.run_wall_seconds(run)
+    summarised = summarise_run(session, run)
     confusion = queries.confusion(session, run_id)
     items = gallery_items(queries.explanation_details(session, run_id, misclassified_only=True))
 
     summary = [
-        ("model", f"{run.model_path} (sha256 {run.model_sha256[:12]})"),
         ("source", run.source),
         ("parameters", ", ".join(f"{k}={v}" for k, v in run.params.items() if v is not None)),
-        ("status", run.status),
-        ("images", counts.total),
-        ("explained", counts.ok),
-        ("failed", counts.failed),
-        ("accuracy", "-" if counts.accuracy is None else f"{counts.accuracy:.2%}"),
-        ("misclassified", counts.misclassified),
-        ("wall time", "-" if wall is None else f"{wall:.1f} s"),
-        ("images per second", "-" if not wall or not counts.finished else f"{counts.finished / wall:.2f}"),
+        *summarised.rows,
     ]
+    warnings = "".join(f'<p class="warning"><b>WARNING</b>: {html.escape(w)}</p>' for w in summarised.warnings)
+    if summarised.skipped:
+        warnings += (
+            f'<details id="skipped"><summary>{len(summarised.skipped)} files skipped with --skip-bad</summary><ul>'
+            + "".join(f"<li>{html.escape(s['reason'])}</li>" for s in summarised.skipped)
+            + "</ul></details>"
+        )
+    if summarised.counts.labelled:
+        heading = f"Misclassified images ({len(items)})"
+    else:
+        heading = "No true labels: nothing is known to be misclassified (the summary shows the predicted classes)"
     names = run.class_names
     cells = {(c["true_label"], c["predicted_label"]): c["n"] for c in confusion}
     matrix = "<tr><th>true \\ predicted</th>" + "".join(f"<th>{html.escape(n)}</th>" for n in names) + "</tr>"
@@ -84,6 +87,8 @@ def build_report(session: Session, run_id: int) -> tuple[str, int]:
     page = TEMPLATE.format(
         title=html.escape(f"run {run.id}: {run.name}"),
         summary="".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in summary),
+        warnings=warnings,
+        heading=html.escape(heading),
         matrix=matrix,
         total=len(items),
         page_size=PAGE_SIZE,
@@ -108,6 +113,7 @@ body {{ font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }}
 table {{ border-collapse: collapse; margin-bottom: 1.5rem; }}
 th, td {{ border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; }}
 td.hit {{ background: #e6f4e6; }} td.miss {{ background: #fbe3e3; }}
+.warning {{ border: 2px solid #c00; background: #fdecec; padding: .6rem; max-width: 60rem; }}
 #gallery {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(600px, 1fr)); gap: 1rem; }}
 .card {{ border: 1px solid #ddd; border-radius: 6px; padding: .6rem; }}
 .card img {{ width: 192px; height: 192px; image-rendering: pixelated; margin-right: 4px; }}
@@ -119,9 +125,10 @@ td.hit {{ background: #e6f4e6; }} td.miss {{ background: #fbe3e3; }}
 <h1>{title}</h1>
 <h2>Summary</h2>
 <table id="summary">{summary}</table>
+{warnings}
 <h2>Confusion matrix</h2>
 <table id="confusion">{matrix}</table>
-<h2>Misclassified images ({total})</h2>
+<h2 id="gallery-heading">{heading}</h2>
 <div class="pager">sort by confidence
   <select id="order"><option value="desc">highest first</option><option value="asc">lowest first</option></select>
   <button id="prev">previous</button><span id="page"></span><button id="next">next</button>

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
-from core.cli import fail, failing_on
+from core.cli import USAGE_ERROR, fail, failing_on
 from db import queries
 from db.session import session_factory
+from db.summary import RunSummary, check_line, summarise_run
+from models.contract import PREPROCESS_FAMILIES
 from models.datasets import DATASET_NAMES
 
 app = typer.Typer(help="Send images to the workers and follow the runs.", no_args_is_help=True, add_completion=False)
@@ -37,6 +42,18 @@ TOP_LABELS = typer.Option(None, help="Explain the K most probable labels (defaul
 SEED = typer.Option(0, help="LIME's random seed (results depend only on image, model, parameters and seed).")
 LIMIT = typer.Option(None, help="Only the first N images.")
 RESIZE = typer.Option(False, "--resize", help="Scale images of another size to the model's input (otherwise refused).")
+VALUE_RANGE = typer.Option(
+    None, "--value-range", metavar="LOW,HIGH",
+    help="Pixel values the model wants, e.g. 0,255 (default: the model's metadata file, else inferred from its "
+    "first layer, Rescaling(1/255) -> 0,255, else 0,1).",
+)
+PREPROCESS = typer.Option(
+    None, help="keras.applications preprocessing the model expects (images go in as 0..255): "
+    f"{' | '.join(PREPROCESS_FAMILIES)}.",
+)
+SKIP_BAD = typer.Option(
+    False, "--skip-bad", help="Explain the good images and record the bad ones on the run (default: list them all, stop).",
+)
 
 
 @app.command()
@@ -53,6 +70,9 @@ def enqueue(
     seed: int = SEED,
     limit: Optional[int] = LIMIT,
     resize: bool = RESIZE,
+    value_range: Optional[str] = VALUE_RANGE,
+    preprocess: Optional[str] = PREPROCESS,
+    skip_bad: bool = SKIP_BAD,
     wait: bool = typer.Option(False, "--wait/--no-wait", help="Follow the run with a progress bar until it ends."),
 ) -> None:
     """Create a run, store its images, send one task per image, print the run id."""
@@ -61,14 +81,22 @@ def enqueue(
     prepared = prepare_run(
         dataset=dataset, folder=folder, npz=npz, model=model, num_samples=num_samples, segmentation=segmentation,
         n_segments=n_segments, top_labels=top_labels, seed=seed, limit=limit, resize=resize,
+        value_range=value_range, preprocess=preprocess, skip_bad=skip_bad,
     )
-    run_id = send_run(celery_app, name, *prepared)
+    run_id = send_run(celery_app, name, prepared)
     if wait:
         follow(run_id)
+    else:
+        console.print(f"the input check and progress: python -m producer status {run_id}")
 
 
-def prepare_run(*, dataset, folder, npz, model, num_samples, segmentation, n_segments, top_labels, seed, limit, resize):
-    """Check the options, pick the model (training the demo one if missing) and read the source."""
+def prepare_run(
+    *, dataset, folder, npz, model, num_samples, segmentation, n_segments, top_labels, seed, limit, resize,
+    value_range, preprocess, skip_bad,
+):
+    """Check the options, pick the model (training the demo one if missing), read the source and fit it to
+    the model; every image that cannot be explained is listed at once."""
+    from models.contract import ContractError, parse_value_range
     from producer import service, sources
     from worker.engine import ExplainParams
 
@@ -83,13 +111,14 @@ def prepare_run(*, dataset, folder, npz, model, num_samples, segmentation, n_seg
             num_samples=num_samples, segmentation=segmentation, n_segments=n_segments, top_labels=top_labels, seed=seed
         )
 
-    with failing_on(service.EnqueueError, sources.SourceError):
+    with failing_on(service.EnqueueError, sources.SourceError, ContractError):
+        wanted_range = parse_value_range(value_range) if value_range is not None else None
         if folder is None and npz is None:
             dataset = dataset or "rectangles"
             model = model or service.ensure_demo_model(dataset, echo=console.print)
         elif model is None:
             fail("--model is required with --folder or --npz")
-        choice = service.choose_model(model)
+        choice = service.choose_model(model, value_range=wanted_range, preprocess=preprocess)
         if folder is not None:
             source = sources.from_folder(folder, limit)
         elif npz is not None:
@@ -98,20 +127,49 @@ def prepare_run(*, dataset, folder, npz, model, num_samples, segmentation, n_seg
             source = sources.from_builtin(dataset, choice.metadata, limit)
     for note in source.ignored:
         console.print(f"ignored {note}")
-    if resize:
+    try:
+        prepared = service.prepare(choice, source, params, resize=resize, skip_bad=skip_bad)
+    except service.BadFilesError as error:
+        list_bad_files(error)
+    except service.EnqueueError as error:
+        fail(str(error))
+    if prepared.resized:
         height, width = choice.metadata.input_shape[:2]
-        console.print(f"resized {service.fit_to_model(choice, source)} images to {height}x{width}")
-    return choice, source, params
+        console.print(f"resized {prepared.resized} images to {height}x{width}")
+    if source.bad:
+        console.print(f"[yellow]skipping {len(source.bad)} images that cannot be explained[/] (recorded on the run):")
+        for bad in source.bad:
+            console.print(f"  {bad.reason}", markup=False, highlight=False)
+    console.print(f"input: {choice.contract.describe()}")
+    for note in choice.contract.notes:
+        console.print(f"  {note}", markup=False, highlight=False)
+    return prepared
 
 
-def send_run(celery_app, name, choice, source, params) -> int:
+def list_bad_files(error) -> NoReturn:
+    """Every image that cannot be explained, one line each, then how to go on; exits non-zero."""
+    print(f"error: {error}:", file=sys.stderr)
+    for bad in error.bad:
+        print(f"  {bad.reason}", file=sys.stderr)
+    good = error.total - len(error.bad)
+    print(
+        f"hint: fix or remove them and run again, or add --skip-bad to explain the other {good} "
+        f"and record these {len(error.bad)} on the run",
+        file=sys.stderr,
+    )
+    raise typer.Exit(USAGE_ERROR)
+
+
+def send_run(celery_app, name, prepared) -> int:
     """Create the run and send its tasks; the run id."""
     from producer import service
 
     _migrate()
     with failing_on(service.EnqueueError):
-        run_id, sent = service.enqueue(session_factory(), celery_app, name=name, model=choice, source=source, params=params)
-    console.print(f"run {run_id}: {sent} images queued ({source.description}, model {choice.path.name})")
+        run_id, sent = service.enqueue(session_factory(), celery_app, prepared, name=name)
+    console.print(
+        f"run {run_id}: {sent} images queued ({prepared.source.description}, model {prepared.model.path.name})"
+    )
     return run_id
 
 
@@ -129,6 +187,9 @@ def local(
     seed: int = SEED,
     limit: Optional[int] = LIMIT,
     resize: bool = RESIZE,
+    value_range: Optional[str] = VALUE_RANGE,
+    preprocess: Optional[str] = PREPROCESS,
+    skip_bad: bool = SKIP_BAD,
     workers: int = typer.Option(0, help="Local worker processes (0: one per core)."),
     resume_run: Optional[str] = typer.Option(None, "--resume", help="Finish this run (id or name) instead of starting one."),
 ) -> None:
@@ -161,7 +222,7 @@ def local(
         prepared = prepare_run(
             dataset=dataset, folder=folder, npz=npz, model=model, num_samples=num_samples,
             segmentation=segmentation, n_segments=n_segments, top_labels=top_labels, seed=seed, limit=limit,
-            resize=resize,
+            resize=resize, value_range=value_range, preprocess=preprocess, skip_bad=skip_bad,
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     worker = Worker(env, concurrency=processes, log=settings.data_dir / "local-worker.log", name="local@%h")
@@ -175,7 +236,7 @@ def local(
                 run_id, sent = service.resume(session_factory(), celery_app, resume_run)
             console.print(f"run {run_id}: {sent} images sent again")
         else:
-            run_id = send_run(celery_app, name, *prepared)
+            run_id = send_run(celery_app, name, prepared)
         follow(run_id, summary=False, watch=lambda: worker.alive() or fail(f"the local workers exited; see {worker.log}"))
     except KeyboardInterrupt:
         console.print("\n[bold]interrupted[/]: stopping the workers...")
@@ -186,12 +247,13 @@ def local(
     finally:
         worker.stop()
     with session_factory()() as session:
-        run = queries.find_run(session, run_id)
-        console.print(summary_table(run, queries.run_counts(session, run_id)))
+        summary = summarise_run(session, queries.find_run(session, run_id))
         rows = queries.misclassified(session, run_id)
-    from db.cli import OutputFormat, write_rows
+    print_summary(summary)
+    if summary.counts.labelled:
+        from db.cli import OutputFormat, write_rows
 
-    write_rows(rows, queries.MISCLASSIFIED_COLUMNS, OutputFormat.table, title=f"misclassified in run {run_id}")
+        write_rows(rows, queries.MISCLASSIFIED_COLUMNS, OutputFormat.table, title=f"misclassified in run {run_id}")
     console.print(f"results: {settings.database}  (python -m db misclassified --run {run_id})")
 
 
@@ -199,9 +261,8 @@ def local(
 def status(run: str = typer.Argument(..., help="Run id or name.")) -> None:
     """Counts and timing of a run."""
     with session_factory()() as session, failing_on(queries.RunNotFound):
-        found = queries.find_run(session, run)
-        counts = queries.run_counts(session, found.id)
-        console.print(summary_table(found, counts))
+        summary = summarise_run(session, queries.find_run(session, run))
+    print_summary(summary)
 
 
 @app.command()
@@ -228,7 +289,8 @@ def _migrate() -> None:
 
 
 def follow(run_id: int, summary: bool = True, watch=None) -> None:
-    """A live progress bar (done, failed, remaining, rate, ETA), then a one-screen summary.
+    """A live progress bar (done, failed, remaining, rate, ETA), the input check as soon as a worker has
+    made it, then a one-screen summary.
 
     `watch`, if given, is called at every poll and may stop the wait by raising.
     """
@@ -239,41 +301,67 @@ def follow(run_id: int, summary: bool = True, watch=None) -> None:
     columns = (
         TextColumn("[bold]run {task.fields[run]}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("failed {task.fields[failed]}  remaining {task.fields[remaining]}  {task.fields[rate]}"),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"),
     )
+    first_finished: int | None = None
+    check_shown = False
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("explaining", total=None, run=run_id, failed=0, remaining="?", rate="")
+        task = progress.add_task("explaining", total=None, run=run_id, failed=0, remaining="?", rate="", eta="?")
 
-        def update(counts: queries.RunCounts) -> None:
+        def update(counts: queries.RunCounts, check: dict | None) -> None:
+            nonlocal first_finished, check_shown
             if watch is not None:
                 watch()
-            elapsed = time.perf_counter() - started
-            rate = f"{counts.finished / elapsed:.1f} img/s" if elapsed > 0 and counts.finished else ""
+            if first_finished is None:
+                first_finished = counts.finished  # images finished before we looked do not count in the rate
+            if check is not None and not check_shown:
+                show_input_check(check, progress.console)
+                check_shown = True
+            rate, eta = progress_figures(counts.finished - first_finished, counts.remaining, time.perf_counter() - started)
             progress.update(
                 task, total=counts.total, completed=counts.finished, failed=counts.failed,
-                remaining=counts.remaining, rate=rate,
+                remaining=counts.remaining, rate=rate, eta=eta,
             )
 
-        counts = wait_for_run(Session, run_id, update)
+        wait_for_run(Session, run_id, update)
     if summary:
         with Session() as session:
-            console.print(summary_table(queries.find_run(session, run_id), counts))
+            print_summary(summarise_run(session, queries.find_run(session, run_id)))
 
 
-def summary_table(run, counts: queries.RunCounts) -> Table:
-    wall = queries.run_wall_seconds(run)
-    table = Table(title=f"run {run.id}: {run.name}", show_header=False)
+def progress_figures(finished: int, remaining: int, elapsed_s: float) -> tuple[str, str]:
+    """(rate, ETA) from the images finished while we watched: `12.3 img/s` for fast images, `27.4 s/img` for
+    slow ones; the ETA is the remaining images at that pace, `?` until the first one is done."""
+    if finished <= 0 or elapsed_s <= 0:
+        return "", "?"
+    seconds_per_image = elapsed_s / finished
+    rate = f"{seconds_per_image:.1f} s/img" if seconds_per_image >= 1 else f"{1 / seconds_per_image:.1f} img/s"
+    return rate, format_duration(remaining * seconds_per_image)
+
+
+def format_duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def show_input_check(check: dict, out: Console) -> None:
+    if check.get("warning"):
+        out.print(Panel(check["warning"], title="WARNING: input check", border_style="red", style="bold red"))
+    else:
+        out.print(f"[green]input check[/]: {check_line(check)}")
+
+
+def print_summary(summary: RunSummary) -> None:
+    table = Table(title=f"run {summary.run.id}: {summary.run.name}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("status", run.status)
-    table.add_row("images", str(counts.total))
-    table.add_row("explained", str(counts.ok))
-    table.add_row("failed", str(counts.failed))
-    table.add_row("remaining", str(counts.remaining))
-    table.add_row("accuracy", "-" if counts.accuracy is None else f"{counts.accuracy:.2%}")
-    table.add_row("misclassified", str(counts.misclassified))
-    table.add_row("wall time", "-" if wall is None else f"{wall:.1f} s")
-    if wall and counts.finished:
-        table.add_row("images per second", f"{counts.finished / wall:.2f}")
-    table.add_row("model", f"{run.model_path} ({run.model_sha256[:12]})")
-    return table
+    for key, value in summary.rows:
+        table.add_row(key, Text(value))
+    console.print(table)
+    for warning in summary.warnings:
+        console.print(Panel(warning, title="WARNING", border_style="red", style="bold red"))
+    if summary.skipped:
+        console.print(f"skipped with --skip-bad ({len(summary.skipped)}):")
+        for skipped in summary.skipped:
+            console.print(f"  {skipped['reason']}", markup=False, highlight=False)

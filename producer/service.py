@@ -19,12 +19,22 @@ from sqlalchemy.orm import Session
 from db import queries
 from db.models import Image, Run, RunImage
 from models.artifacts import ModelFileError, ModelMetadata, file_sha256, read_metadata, summarise_keras_file
-from producer.sources import LoadedSource, SourceError
+from models.contract import ContractError, InputContract, decide_contract
+from producer.sources import LoadedSource, Rejected, SourceError
 from worker.engine import ExplainParams
+from worker.input_check import sample_positions
 
 
 class EnqueueError(RuntimeError):
     """The run could not be created or sent; nothing of it is left behind."""
+
+
+class BadFilesError(EnqueueError):
+    """Some images of the source cannot be explained: all of them are listed, nothing is stored."""
+
+    def __init__(self, bad: list[Rejected], total: int):
+        self.bad, self.total = bad, total
+        super().__init__(f"{len(bad)} of {total} images cannot be explained (nothing was stored)")
 
 
 @dataclass
@@ -33,6 +43,7 @@ class ModelChoice:
     sha256: str
     content: bytes
     metadata: ModelMetadata
+    contract: InputContract
 
 
 def demo_model_path(dataset: str) -> Path:
@@ -55,8 +66,11 @@ def ensure_demo_model(dataset: str, echo=print) -> Path:
     return path
 
 
-def choose_model(path: Path) -> ModelChoice:
-    """Read and check a model file without running it: a Keras archive, no Lambda layer, an image input."""
+def choose_model(
+    path: Path, *, value_range: tuple[float, float] | None = None, preprocess: str | None = None
+) -> ModelChoice:
+    """Read and check a model file without running it (a Keras archive, no Lambda layer, an image input), and
+    decide its input contract: the options first, then the metadata file, then the model's own layers."""
     try:
         summary = summarise_keras_file(path)
     except ModelFileError as error:
@@ -67,14 +81,21 @@ def choose_model(path: Path) -> ModelChoice:
     sha256 = file_sha256(path)
     metadata = read_metadata(path)
     if metadata is not None and metadata.sha256 and metadata.sha256 != sha256:
-        raise EnqueueError(f"{path.name} does not match its metadata (sha256 differs): the file was replaced")
+        raise EnqueueError(
+            f"{path.name} does not match its metadata (sha256 differs): the file was replaced; "
+            f"python -m models describe {path} writes it anew"
+        )
+    try:
+        contract = decide_contract(summary, metadata, value_range=value_range, preprocess=preprocess)
+    except ContractError as error:
+        raise EnqueueError(str(error)) from None
     if metadata is None:
         if summary.input_shape is None or len(summary.input_shape) != 3 or None in summary.input_shape:
             raise EnqueueError(f"{path.name}: cannot tell its image input shape; add a metadata .json beside it")
         outputs = max(2, summary.outputs or 2)
         metadata = ModelMetadata(class_names=[str(i) for i in range(outputs)], input_shape=summary.input_shape)
     metadata.sha256 = sha256
-    return ModelChoice(path, sha256, content, metadata)
+    return ModelChoice(path, sha256, content, metadata, contract)
 
 
 def run_class_names(model: ModelChoice, source: LoadedSource) -> list[str]:
@@ -95,29 +116,48 @@ def run_class_names(model: ModelChoice, source: LoadedSource) -> list[str]:
     return names
 
 
-def fit_to_model(model: ModelChoice, source: LoadedSource) -> int:
-    """Resize the images whose size differs from the model's input (only when asked to); how many."""
-    from producer.sources import resize
+@dataclass
+class PreparedRun:
+    """A run checked and ready to store: the model, the images that can be explained, their class names."""
 
+    model: ModelChoice
+    source: LoadedSource
+    params: ExplainParams
+    class_names: list[str]
+    resized: int = 0
+
+
+def prepare(
+    model: ModelChoice, source: LoadedSource, params: ExplainParams, *, resize: bool = False, skip_bad: bool = False
+) -> PreparedRun:
+    """Fit the source to the model: resize (when asked), match class names, and set aside every image that
+    cannot be explained. Raises BadFilesError listing all of them, unless `skip_bad` (then they are recorded
+    on the run); raises EnqueueError when no image is left."""
     height, width = model.metadata.input_shape[:2]
     resized = 0
-    for i, image in enumerate(source.images):
-        if image.pixels.shape[:2] != (height, width):
-            source.images[i] = resize(image, height, width)
-            resized += 1
-    return resized
+    if resize:
+        from producer.sources import resize as resize_image
 
-
-def check_images(model: ModelChoice, source: LoadedSource, class_names: list[str]) -> None:
-    if not source.images:
-        raise EnqueueError(f"{source.description} holds no images")
-    height, width = model.metadata.input_shape[:2]
+        for i, image in enumerate(source.images):
+            if image.pixels.shape[:2] != (height, width):
+                source.images[i] = resize_image(image, height, width)
+                resized += 1
+    class_names = run_class_names(model, source)
+    fitting = []
     for image in source.images:
-        if image.pixels.shape[:2] != (height, width):
-            h, w = image.pixels.shape[:2]
-            raise EnqueueError(f"{image.source} is {h}x{w}, the model wants {height}x{width} (--resize scales it)")
-        if image.true_label is not None and not 0 <= image.true_label < len(class_names):
-            raise EnqueueError(f"{image.source}: label {image.true_label} is not one of {len(class_names)} classes")
+        h, w = image.pixels.shape[:2]
+        if (h, w) != (height, width):
+            source.bad.append(Rejected(image.source, f"{image.name} is {h}x{w}, the model wants {height}x{width} (--resize scales it)"))
+        elif image.true_label is not None and not 0 <= image.true_label < len(class_names):
+            source.bad.append(Rejected(image.source, f"{image.name}: label {image.true_label} is not one of {len(class_names)} classes"))
+        else:
+            fitting.append(image)
+    source.images = fitting
+    if source.bad and not skip_bad:
+        raise BadFilesError(source.bad, len(source.images) + len(source.bad))
+    if not source.images:
+        raise EnqueueError(f"{source.description} holds no images that can be explained")
+    return PreparedRun(model, source, params, class_names, resized)
 
 
 def _metadata_dict(metadata: ModelMetadata) -> dict:
@@ -150,35 +190,40 @@ def discard_run(session: Session, run_id: int, new_image_ids: list[int]) -> None
 ENQUEUE_CHUNK = 32  # images stored and committed before their tasks go out: workers start early
 
 
-def enqueue(
-    session_factory, app, *, name: str | None, model: ModelChoice, source: LoadedSource, params: ExplainParams
-) -> tuple[int, int]:
+def enqueue(session_factory, app, prepared: PreparedRun, *, name: str | None = None) -> tuple[int, int]:
     """Create the run, store its images and send their tasks, chunk by chunk; all or nothing.
 
-    Returns (run id, images sent). If anything fails on the way (the broker, the database, Ctrl-C),
-    the run and the images only it brought are removed again; tasks already sent for it then find
-    no run and do nothing.
+    The images of the input check go first, and the check's task before theirs, so a worker tells within
+    seconds whether the model takes the images as the run feeds them. Returns (run id, images sent).
+    If anything fails on the way (the broker, the database, Ctrl-C), the run and the images only it
+    brought are removed again; tasks already sent for it then find no run and do nothing.
     """
-    from worker.celery import send_explain_tasks
+    from worker.celery import send_explain_tasks, send_input_check
 
     check_broker(app)
-    class_names = run_class_names(model, source)
-    check_images(model, source, class_names)
+    model, source, contract = prepared.model, prepared.source, prepared.model.contract
     with session_factory() as session:
         queries.store_model_file(session, model.sha256, model.content, _metadata_dict(model.metadata))
         run = queries.create_run(
             session, name=name or default_run_name(source), model_path=str(model.path.resolve()),
-            model_sha256=model.sha256, class_names=class_names, params=params.to_dict(), source=source.description,
+            model_sha256=model.sha256, class_names=prepared.class_names, params=prepared.params.to_dict(),
+            source=source.description, value_range=list(contract.value_range), preprocess=contract.preprocess,
+            outputs=contract.outputs, contract_notes=contract.notes, skipped=[bad.as_dict() for bad in source.bad],
         )
         session.commit()
         run_id, sent, created = run.id, 0, []
+        checked = sample_positions([image.true_label for image in source.images])
+        rest = sorted(set(range(len(source.images))) - set(checked))
+        chunks = [checked] + [rest[start : start + ENQUEUE_CHUNK] for start in range(0, len(rest), ENQUEUE_CHUNK)]
         try:
             with app.producer_or_acquire() as producer:
-                for start in range(0, len(source.images), ENQUEUE_CHUNK):
-                    chunk = [image.as_new_image() for image in source.images[start : start + ENQUEUE_CHUNK]]
-                    to_send, new = queries.add_images(session, run, chunk, start)
+                for number, positions in enumerate(chunks):
+                    chunk = [(position, source.images[position].as_new_image()) for position in positions]
+                    to_send, new = queries.add_images(session, run, chunk)
                     session.commit()
                     created += new
+                    if number == 0:
+                        send_input_check(app, run_id, to_send, producer)
                     send_explain_tasks(app, run_id, to_send, producer)
                     sent += len(to_send)
             run.status = "running"
@@ -195,8 +240,9 @@ def enqueue(
 
 
 def resume(session_factory, app, run_ref: str) -> tuple[int, int]:
-    """Send again every image of the run that has no finished result. Returns (run id, images sent)."""
-    from worker.celery import send_explain_tasks
+    """Send again every image of the run that has no finished result, and its input check if that never
+    finished. Returns (run id, images sent)."""
+    from worker.celery import send_explain_tasks, send_input_check
 
     check_broker(app)
     with session_factory() as session:
@@ -206,6 +252,10 @@ def resume(session_factory, app, run_ref: str) -> tuple[int, int]:
             run.status = "running"
             run.finished_at = None
             session.commit()
+        if run.input_check is None:
+            members = queries.run_labels(session, run.id)
+            checked = sample_positions([label for _, label in members])
+            send_input_check(app, run.id, [members[position][0] for position in checked])
         send_explain_tasks(app, run.id, missing)
         queries.finish_run_if_complete(session, run.id)
         session.commit()
@@ -225,14 +275,18 @@ def _safe_url(url: str) -> str:
 
 
 def wait_for_run(session_factory, run_id: int, on_progress, poll_s: float = 0.5) -> queries.RunCounts:
-    """Poll the run's counts until every image is finished, calling on_progress(counts) each time."""
+    """Poll the run until every image is finished, calling on_progress(counts, input check or None) each time."""
     while True:
         with session_factory() as session:
             counts = queries.run_counts(session, run_id)
-        on_progress(counts)
+            check = session.get(Run, run_id).input_check
+        on_progress(counts, check)
         if counts.remaining == 0:
             return counts
         time.sleep(poll_s)
 
 
-__all__ = ["EnqueueError", "SourceError", "choose_model", "enqueue", "ensure_demo_model", "resume", "wait_for_run"]
+__all__ = [
+    "BadFilesError", "EnqueueError", "SourceError", "choose_model", "enqueue", "ensure_demo_model", "prepare", "resume",
+    "wait_for_run",
+]

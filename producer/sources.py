@@ -30,6 +30,10 @@ class SourceImage:
     pixels: np.ndarray  # uint8 (H, W, C)
     source: str
     true_label: int | None
+    name: str = ""  # how messages name it: the path inside the folder, file[index], ...
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.source
 
     @property
     def sha256(self) -> str:
@@ -56,11 +60,23 @@ class SourceImage:
 
 
 @dataclass
+class Rejected:
+    """An image of the source that cannot be explained, and why (one line)."""
+
+    source: str
+    reason: str
+
+    def as_dict(self) -> dict:
+        return {"source": self.source, "reason": self.reason}
+
+
+@dataclass
 class LoadedSource:
     description: str
     images: list[SourceImage]
     class_names: list[str] | None = None  # the names the source's labels stand for (folder names)
     ignored: list[str] = field(default_factory=list)  # what was skipped on purpose, and why
+    bad: list[Rejected] = field(default_factory=list)  # every image that cannot be used, each with its reason
 
 
 def to_uint8(array: np.ndarray, what: str) -> np.ndarray:
@@ -90,7 +106,7 @@ def resize(image: SourceImage, height: int, width: int) -> SourceImage:
 
     pixels = image.pixels[:, :, 0] if image.pixels.shape[2] == 1 else image.pixels
     scaled = np.asarray(Image.fromarray(pixels).resize((width, height), Image.Resampling.BILINEAR))
-    return SourceImage(to_uint8(scaled, image.source), image.source, image.true_label)
+    return SourceImage(to_uint8(scaled, image.name), image.source, image.true_label, image.name)
 
 
 def from_builtin(name: str, metadata: ModelMetadata | None, limit: int | None) -> LoadedSource:
@@ -110,30 +126,32 @@ def from_builtin(name: str, metadata: ModelMetadata | None, limit: int | None) -
     return LoadedSource(f"{name} validation split", images, list(data.class_names))
 
 
-def decode_image_file(path: Path) -> np.ndarray:
+def decode_image_file(path: Path, name: str | None = None) -> np.ndarray:
+    """The file's pixels as uint8 (H, W, C), or a SourceError that names it (`name`, default the file name)."""
     from PIL import Image, UnidentifiedImageError
 
+    name = name or path.name
     try:
         with Image.open(path) as picture:
             width, height = picture.size
             if width * height > MAX_PIXELS:
                 raise SourceError(
-                    f"{path.name} claims {width}x{height} pixels, more than {MAX_PIXELS:,}: refused before decoding"
+                    f"{name} claims {width}x{height} pixels, more than {MAX_PIXELS:,}: refused before decoding"
                 )
             picture.load()
             if picture.mode in ("I;16", "I;16B", "I;16L", "I"):
-                return to_uint8(np.asarray(picture).astype(np.uint16), path.name)
+                return to_uint8(np.asarray(picture).astype(np.uint16), name)
             if picture.mode not in ("L", "RGB", "RGBA"):
                 picture = picture.convert("RGBA" if "A" in picture.getbands() else "RGB")
-            return to_uint8(np.asarray(picture), path.name)
+            return to_uint8(np.asarray(picture), name)
     except Image.DecompressionBombError:  # Pillow's own header check, for claims far beyond ours
         raise SourceError(
-            f"{path.name} claims more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels: refused before decoding"
+            f"{name} claims more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels: refused before decoding"
         ) from None
     except SourceError:
         raise
     except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise SourceError(f"{path.name}: not a readable image ({type(error).__name__}: {error})") from None
+        raise SourceError(f"{name}: not a readable image ({type(error).__name__}: {error})") from None
 
 
 def from_folder(folder: Path, limit: int | None) -> LoadedSource:
@@ -165,8 +183,14 @@ def from_folder(folder: Path, limit: int | None) -> LoadedSource:
         raise SourceError(f"{folder} has no PNG or JPEG images in its class sub-folders")
     if limit is not None:
         files = files[:limit]
-    images = [SourceImage(decode_image_file(path), str(path), label) for path, label in files]
-    return LoadedSource(f"folder {folder}", images, classes, ignored)
+    images, bad = [], []
+    for path, label in files:  # every file is read: one pass lists every bad one
+        name = str(path.relative_to(folder))
+        try:
+            images.append(SourceImage(decode_image_file(path, name), str(path), label, name))
+        except SourceError as error:
+            bad.append(Rejected(str(path), str(error)))
+    return LoadedSource(f"folder {folder}", images, classes, ignored, bad)
 
 
 def from_npz(path: Path, limit: int | None) -> LoadedSource:
@@ -201,11 +225,14 @@ def from_npz(path: Path, limit: int | None) -> LoadedSource:
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise SourceError(f"{path.name}: not a readable .npz ({type(error).__name__}: {error})") from None
     count = len(x) if limit is None else min(limit, len(x))
-    images = [
-        SourceImage(to_uint8(x[i], f"{path.name}[{i}]"), f"{path}[{i}]", None if y is None else int(y[i]))
-        for i in range(count)
-    ]
-    return LoadedSource(f"npz {path}", images)
+    images, bad = [], []
+    for i in range(count):
+        name = f"{path.name}[{i}]"
+        try:
+            images.append(SourceImage(to_uint8(x[i], name), f"{path}[{i}]", None if y is None else int(y[i]), name))
+        except SourceError as error:
+            bad.append(Rejected(f"{path}[{i}]", str(error)))
+    return LoadedSource(f"npz {path}", images, bad=bad)
 
 
 def _npz_array_header(path: Path, name: str, required: bool = True) -> tuple[tuple[int, ...], np.dtype] | None:

@@ -1,0 +1,78 @@
+"""A run's summary as the commands and the report show it: one function, every caller.
+
+Accuracy counts only images with a true label; a run without labels shows n/a and the predicted classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from db import queries
+from db.models import Run
+from models.contract import format_range
+
+SHOWN_CLASSES = 10
+
+
+@dataclass
+class RunSummary:
+    run: Run
+    counts: queries.RunCounts
+    rows: list[tuple[str, str]]
+    warnings: list[str] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)  # [{source, reason}] left out with --skip-bad
+
+
+def summarise_run(session: Session, run: Run, counts: queries.RunCounts | None = None) -> RunSummary:
+    counts = counts or queries.run_counts(session, run.id)
+    wall = queries.run_wall_seconds(run)
+    rows = [
+        ("status", run.status),
+        ("images", str(counts.total)),
+        ("explained", str(counts.ok)),
+        ("failed", str(counts.failed)),
+        ("remaining", str(counts.remaining)),
+    ]
+    if counts.accuracy is not None:
+        rows.append(("accuracy", f"{counts.accuracy:.2%} ({counts.correct} of {counts.labelled} labelled images)"))
+        rows.append(("misclassified", str(counts.misclassified)))
+    elif counts.ok:
+        predicted = queries.predicted_classes(session, run.id)
+        shown = ", ".join(f"{name}: {n}" for name, n in predicted[:SHOWN_CLASSES])
+        more = f", and {len(predicted) - SHOWN_CLASSES} more classes" if len(predicted) > SHOWN_CLASSES else ""
+        rows.append(("accuracy", "n/a (no true labels)"))
+        rows.append(("predicted classes", shown + more))
+    else:
+        rows.append(("accuracy", "-"))
+    rows.append(("input", contract_line(run)))
+    rows.append(("input check", check_line(run.input_check)))
+    if run.skipped:
+        rows.append(("skipped files", f"{len(run.skipped)} (--skip-bad; listed below)"))
+    rows.append(("wall time", "-" if wall is None else f"{wall:.1f} s"))
+    if wall and counts.finished:
+        rows.append(("images per second", f"{counts.finished / wall:.2f}"))
+    rows.append(("model", f"{run.model_path} ({run.model_sha256[:12]})"))
+    warnings = [run.input_check["warning"]] if run.input_check and run.input_check.get("warning") else []
+    return RunSummary(run, counts, rows, warnings, list(run.skipped or []))
+
+
+def contract_line(run: Run) -> str:
+    parts = [f"pixels {format_range(run.value_range)}"]
+    if run.preprocess:
+        parts.append(f"preprocess {run.preprocess}")
+    parts.append(f"outputs {run.outputs}")
+    return ", ".join(parts)
+
+
+def check_line(check: dict | None) -> str:
+    if check is None:
+        return "pending (a worker predicts a sample of the images first)"
+    if check.get("accuracy") is not None:
+        line = f"accuracy {check['accuracy']:.0%} on {check['labelled']} images (guessing scores {check['chance']:.0%})"
+    elif "spread" in check:
+        line = f"{check['images']} unlabelled images, probabilities vary by up to {check['spread']:.2f}"
+    else:
+        line = f"{check['images']} images"
+    return line + (": WARNING, see below" if check.get("warning") else ": looks right")
