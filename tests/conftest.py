@@ -33,6 +33,14 @@ def digits_model(model_dir) -> Path:
     return train("digits", model_dir / "digits.keras").path
 
 
+@pytest.fixture(scope="session")
+def tutorial(tmp_path_factory) -> tuple[Path, Path]:
+    """A user's tutorial-style model (Rescaling(1/255) inside, logits out, no metadata) and its folder of PNGs."""
+    from tests.tutorial import make_tutorial_model
+
+    return make_tutorial_model(tmp_path_factory.mktemp("tutorial"))
+
+
 def run_cli(package: str, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run `python -m package args...` in a subprocess, as a user would."""
     return run_python("-m", package, *args, check=check, env=env)

@@ -11,6 +11,7 @@ from sqlalchemy import func, select, text
 
 from db import queries
 from db.models import Explanation, Image, Run, RunImage, SegmentWeight
+from tests.conftest import run_cli
 from worker.celery import EXPLAIN_TASK
 
 
@@ -106,7 +107,7 @@ def test_a_broken_image_is_stored_as_failed_and_the_run_completes(stack):
         good = session.get(Run, queries.find_run(session, "first").id)
         run = queries.create_run(
             session, name="broken", model_path=good.model_path, model_sha256=good.model_sha256,
-            class_names=good.class_names, params=good.params, source="test",
+            class_names=good.class_names, params=good.params, source="test", value_range=good.value_range,
         )
         images = session.scalars(select(RunImage).where(RunImage.run_id == good.id).order_by(RunImage.position).limit(3)).all()
         for position, member in enumerate(images):
@@ -191,3 +192,28 @@ def test_a_model_file_replaced_after_enqueue_does_not_change_the_run(stack, tmp_
             for run in (first, run_id)
         }
     assert predictions[run_id] == predictions[first]  # same stored model (by sha256), same results
+
+
+def test_a_run_without_labels_shows_the_predicted_classes_not_an_accuracy(stack, tmp_path):
+    import numpy as np
+
+    from models.datasets import make_rectangles
+
+    images, _ = make_rectangles(6, seed=5)
+    np.savez(tmp_path / "unlabelled.npz", X=images)  # no y
+    out = stack.enqueue("--npz", str(tmp_path / "unlabelled.npz"), "--name", "unlabelled", "--wait").stdout
+    with stack.session() as session:
+        run_id = queries.find_run(session, "unlabelled").id
+        predicted = queries.predicted_classes(session, run_id)
+        assert queries.run_counts(session, run_id).accuracy is None and queries.misclassified(session, run_id) == []
+    assert sum(n for _, n in predicted) == 6 and {name for name, _ in predicted} <= {"rectangle", "no_rectangle"}
+    shown = ", ".join(f"{name}: {n}" for name, n in predicted)
+    for text_ in (out, stack.cli("producer", "status", "unlabelled").stdout):
+        assert re.search(r"accuracy\W+n/a \(no true labels\)", text_) and f"predicted classes │ {shown}" in text_
+        assert "misclassified" not in text_ and "0.00%" not in text_
+    report = tmp_path / "report.html"
+    stack.cli("db", "report", "--run", "unlabelled", "-o", str(report))
+    page = report.read_text()
+    assert "n/a (no true labels)" in page and shown in page and "No true labels: nothing is known to be misclassified" in page
+    runs = run_cli("db", "runs", env={**stack.env, "COLUMNS": "200"}).stdout
+    assert re.search(rf"{run_id}\W+unlabelled\W+done\W+6\W+6\W+0\W+n/a", runs)

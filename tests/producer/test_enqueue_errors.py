@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import io
+import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -39,6 +42,18 @@ def assert_refused(result, message: str) -> None:
     assert message in lines[0]
 
 
+def assert_listed(result, *messages: str) -> list[str]:
+    """Refused with every unusable image listed, one line each, and a hint; returns the listed lines."""
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert re.match(r"error: \d+ of \d+ images cannot be explained \(nothing was stored\):$", lines[0]), result.stderr
+    assert lines[-1].startswith("hint: fix or remove them and run again, or add --skip-bad"), result.stderr
+    listed = lines[1:-1]
+    for message in messages:
+        assert sum(message in line for line in listed) == 1, (message, result.stderr)
+    return listed
+
+
 def save_png(path, array):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path)
@@ -62,7 +77,6 @@ def test_bad_sources_and_models_are_refused_and_nothing_is_stored(env, tmp_path,
         (["--folder", str(tmp_path / "missing"), *model], "folder not found"),
         (["--folder", str(empty), *model], "has no class sub-folders"),
         (["--folder", str(no_images), *model], "has no PNG or JPEG images"),
-        (["--folder", str(not_image), *model], "notes.png: not a readable image"),
         (["--folder", str(wrong_class), *model], "source classes ['zebra'] are not among the model's classes"),
         (["--folder", str(not_image)], "--model is required"),
         (["--dataset", "rectangles", "--model", str(tmp_path / "nope.keras")], "model file not found"),
@@ -75,6 +89,10 @@ def test_bad_sources_and_models_are_refused_and_nothing_is_stored(env, tmp_path,
     ]
     for args, message in cases:
         assert_refused(run_cli("producer", "enqueue", *args, check=False, env=env), message)
+    assert_listed(
+        run_cli("producer", "enqueue", "--folder", str(not_image), *model, check=False, env=env),
+        "rectangle/notes.png: not a readable image",
+    )
     assert stored_rows(env) == {"runs": 0, "images": 0, "run_images": 0}
 
 
@@ -163,7 +181,7 @@ def test_hostile_files_are_refused_by_name_and_nothing_is_stored(env, tmp_path, 
          "small.png is 32x32, the model wants 64x64 (--resize scales it)"),
     ]
     for folder, message in cases:
-        assert_refused(run_cli("producer", "enqueue", "--folder", folder, *model, check=False, env=env), message)
+        assert_listed(run_cli("producer", "enqueue", "--folder", folder, *model, check=False, env=env), message)
     good = one_bad_file(tmp_path, "ok.png", lambda p: None)
     assert_refused(
         run_cli("producer", "enqueue", "--folder", good, "--model", str(lambda_model), check=False, env=env),
@@ -245,11 +263,15 @@ def test_hostile_npz_files_are_refused_and_nothing_is_stored(env, tmp_path, rect
         "flat.npz": (lambda p: np.savez(p, X=np.zeros((2, 64), np.uint8)), "X has shape (2, 64)"),
         "labels.npz": (lambda p: np.savez(p, X=np.zeros((2, 64, 64, 3), np.uint8), y=np.array([0.5, 1.0])),
                        "y must be 2 integer labels"),
-        "small.npz": (lambda p: np.savez(p, X=np.zeros((2, 32, 32, 3), np.uint8)), "the model wants 64x64"),
     }
     for name, (make, message) in cases.items():
         make(tmp_path / name)
         assert_refused(run_cli("producer", "enqueue", "--npz", str(tmp_path / name), *model, check=False, env=env), message)
+    np.savez(tmp_path / "small.npz", X=np.zeros((2, 32, 32, 3), np.uint8))
+    assert_listed(
+        run_cli("producer", "enqueue", "--npz", str(tmp_path / "small.npz"), *model, check=False, env=env),
+        "small.npz[0] is 32x32, the model wants 64x64", "small.npz[1] is 32x32",
+    )
     assert stored_rows(env) == {"runs": 0, "images": 0, "run_images": 0}
 
 
@@ -269,3 +291,43 @@ def test_grey_rgba_and_16_bit_npz_images_are_converted(env, tmp_path, rectangles
         stored = connection.execute(text("SELECT width, height, channels FROM images ORDER BY id")).all()
     engine.dispose()
     assert [tuple(row) for row in stored] == [(64, 64, 1)] * 2 + [(64, 64, 4)] * 2 + [(64, 64, 3)] * 2
+
+
+def test_every_broken_file_of_a_folder_is_listed_at_once_or_skipped_and_recorded(env, tmp_path, rectangles_model):
+    folder = tmp_path / "big"
+    rng = np.random.default_rng(3)
+    for label in ("rectangle", "no_rectangle"):
+        for i in range(20):
+            save_png(folder / label / f"{i:02d}.png", rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    (folder / "rectangle" / "empty.png").write_bytes(b"")
+    (folder / "rectangle" / "notes.png").write_text("not a picture")
+    png_bomb(folder / "no_rectangle" / "bomb.png", 8000, 8000)
+    save_png(folder / "no_rectangle" / "small.png", np.zeros((32, 32, 3), np.uint8))
+    (folder / "no_rectangle" / "cut.png").write_bytes((folder / "rectangle" / "00.png").read_bytes()[:200])
+    model = ["--model", str(rectangles_model)]
+
+    refused = run_cli("producer", "enqueue", "--folder", str(folder), *model, check=False, env=env)
+    listed = assert_listed(
+        refused, "rectangle/empty.png: not a readable image", "rectangle/notes.png: not a readable image",
+        "no_rectangle/bomb.png claims 8000x8000 pixels", "no_rectangle/small.png is 32x32, the model wants 64x64",
+        "no_rectangle/cut.png: not a readable image",
+    )
+    assert len(listed) == 5 and refused.stderr.startswith("error: 5 of 45 images cannot be explained")
+    assert "add --skip-bad to explain the other 40 and record these 5 on the run" in refused.stderr
+    assert stored_rows(env) == {"runs": 0, "images": 0, "run_images": 0}
+
+    skipped = run_cli("producer", "enqueue", "--folder", str(folder), *model, "--skip-bad", "--name", "skipping", env=env)
+    assert "skipping 5 images that cannot be explained" in skipped.stdout and "40 images queued" in skipped.stdout
+    assert stored_rows(env) == {"runs": 1, "images": 40, "run_images": 40}
+    engine = create_engine(env["DATABASE_URL"])
+    with engine.connect() as connection:
+        recorded = json.loads(connection.scalar(text("SELECT skipped FROM runs WHERE name = 'skipping'")))
+    engine.dispose()
+    assert sorted(Path(entry["source"]).name for entry in recorded) == ["bomb.png", "cut.png", "empty.png", "notes.png", "small.png"]
+    status = run_cli("producer", "status", "skipping", env={**env, "COLUMNS": "200"}).stdout
+    assert re.search(r"skipped files\W+5 \(--skip-bad; listed below\)", status)
+    assert all("".join(entry["reason"].split()) in "".join(status.split()) for entry in recorded)
+    report = tmp_path / "report.html"
+    run_cli("db", "report", "--run", "skipping", "-o", str(report), env=env)
+    assert "5 files skipped with --skip-bad" in report.read_text()
+    assert all(html.escape(entry["reason"]) in report.read_text() for entry in recorded)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -77,3 +78,42 @@ def test_ctrl_c_stops_the_workers_and_leaves_the_run_resumable(tmp_path, rectang
     per_image = results(tmp_path, "SELECT image_id, COUNT(*) FROM explanations WHERE run_id = 1 GROUP BY image_id")
     assert len(per_image) == 40 and {n for _, n in per_image} == {1}
     assert results(tmp_path, "SELECT COUNT(*) FROM explanations WHERE status = 'ok'")[0][0] == 40
+
+
+def test_a_real_size_model_on_photos_of_mixed_sizes(tmp_path):
+    """MobileNetV2's shape at 224x224 on scikit-image's bundled photos (JPEG, grey and colour, several sizes)."""
+    import keras
+    import skimage.data
+    from PIL import Image
+
+    model = tmp_path / "mobilenet.keras"
+    keras.applications.MobileNetV2(weights=None, classes=10).save(model)
+    photos = {"animal": ["chelsea", "horse"], "object": ["coffee", "rocket"], "space": ["hubble_deep_field", "moon"]}
+    for label, names in photos.items():
+        (tmp_path / "photos" / label).mkdir(parents=True)
+        for name in names:
+            pixels = getattr(skimage.data, name)()
+            pixels = (pixels * 255).astype("uint8") if pixels.dtype == bool else pixels
+            Image.fromarray(pixels).save(tmp_path / "photos" / label / f"{name}.jpg", quality=90)
+    result = subprocess.run(
+        [sys.executable, "-m", "producer", "local", "--folder", str(tmp_path / "photos"), "--model", str(model),
+         "--resize", "--preprocess", "mobilenet_v2", "--num-samples", "30", "--workers", "2"],
+        cwd=REPO, env={**local_env(tmp_path), "COLUMNS": "200"}, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "resized 6 images to 224x224" in result.stdout
+    assert re.search(r"6/6 .* \d+\.\d (s/img|img/s) .* ETA 0:00:00", result.stdout)
+    assert "pixels 0..255, preprocess mobilenet_v2, outputs probabilities" in result.stdout
+    assert results(tmp_path, "SELECT status, COUNT(*) FROM explanations GROUP BY status") == [("ok", 6)]
+    assert results(tmp_path, "SELECT DISTINCT n_segments > 1 FROM explanations") == [(1,)]
+    # An untrained network gives every photo the same probabilities: said, not hidden.
+    assert "WARNING" in result.stdout and "never learned to tell these images apart" in result.stdout
+    assert not local_workers_running()
+
+
+def test_the_progress_figures_suit_slow_and_fast_images():
+    from producer.cli import progress_figures
+
+    assert progress_figures(0, 10, 5.0) == ("", "?")  # nothing finished yet: no rate, no guess
+    assert progress_figures(2, 4, 54.0) == ("27.0 s/img", "0:01:48")  # seconds-long images
+    assert progress_figures(100, 300, 10.0) == ("10.0 img/s", "0:00:30")
