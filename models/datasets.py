@@ -29,6 +29,7 @@ class Dataset:
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
+    val_masks: np.ndarray | None = None  # rectangles: each validation image's rectangle pixels (the known answer)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -57,7 +58,13 @@ def smooth_colour_images(n: int, size: int, rng: np.random.Generator) -> np.ndar
 
 
 def make_rectangles(n: int, seed: int = 0, size: int = RECTANGLE_SIZE) -> tuple[np.ndarray, np.ndarray]:
-    """The article's data: half the images get a white (1.0) rectangle and label 0, the rest label 1.
+    """The article's data: half the images get a white (1.0) rectangle and label 0, the rest label 1."""
+    images, labels, _ = make_rectangles_with_masks(n, seed, size)
+    return images, labels
+
+
+def make_rectangles_with_masks(n: int, seed: int = 0, size: int = RECTANGLE_SIZE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images, labels, and each image's rectangle pixels (all False without a rectangle).
 
     The rectangle's top-left corner is drawn in the first half of each axis and its bottom-right
     corner in the second half (inclusive), so every rectangle covers the image centre.
@@ -77,7 +84,7 @@ def make_rectangles(n: int, seed: int = 0, size: int = RECTANGLE_SIZE) -> tuple[
     cols = (pixels >= left[:, None]) & (pixels <= right[:, None])
     painted = rows[:, :, None] & cols[:, None, :] & (labels == 0)[:, None, None]
     images[painted] = 1.0
-    return images, labels
+    return images, labels, painted
 
 
 def load_digits(size: int = DIGITS_SIZE) -> tuple[np.ndarray, np.ndarray]:
@@ -116,14 +123,14 @@ def load_dataset(
     from sklearn.model_selection import train_test_split
 
     names = class_names(name)
+    masks = None
     if name == "rectangles":
-        x, y = make_rectangles(images or 2000, seed=seed)
+        x, y, masks = make_rectangles_with_masks(images or 2000, seed=seed)
     else:
         x, y = load_digits()
         if images is not None:
             keep = np.random.default_rng(seed).permutation(len(x))[:images]
             x, y = x[keep], y[keep]
-    x_train, x_val, y_train, y_val = train_test_split(
-        x, y, test_size=val_fraction, random_state=split_seed, stratify=y
-    )
-    return Dataset(name, names, x_train, y_train, x_val, y_val)
+    positions = np.arange(len(y))
+    train, val = train_test_split(positions, test_size=val_fraction, random_state=split_seed, stratify=y)
+    return Dataset(name, names, x[train], y[train], x[val], y[val], None if masks is None else masks[val])

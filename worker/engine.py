@@ -21,7 +21,19 @@ import numpy as np
 PredictFn = Callable[[np.ndarray], np.ndarray]
 
 KERNEL_WIDTH = 0.25  # lime_image.LimeImageExplainer's default
-DELETION_STEPS = 10
+CURVE_STEPS = 10
+HIDES = ("mean", "grey", "black", "blur")
+TOP_K = 5  # the superpixels whose agreement across seeds is the stability
+# One reference for every setting, so that faithfulness figures compare across settings and runs (after RISE).
+# Not grey and not a mild blur: the demo CNN calls a plain grey image `rectangle` (p = 0.80) and still finds the
+# rectangle in a blur of sigma 16 (p = 0.66); black (0.13) and the image's mean colour (0.19) carry no evidence.
+FAITHFULNESS_REFERENCE = (
+    "deletion to black (the low end of the value range), insertion from the image's mean colour; x = share of pixels"
+)
+# The article's exact settings: lime's quickshift, hidden superpixels in their own mean colour, 1000 samples.
+ARTICLE_PRESET = {
+    "segmentation": "quickshift", "kernel_size": 4, "max_dist": 200, "ratio": 0.2, "hide": "mean", "num_samples": 1000,
+}
 PROBABILITY_TOLERANCE = 1e-3
 BATCH_PIXEL_BUDGET = 1 << 22
 MIN_AUTO_BATCH, MAX_AUTO_BATCH = 16, 256
@@ -43,8 +55,10 @@ class ModelOutputError(ExplainError):
 class ExplainParams:
     """Everything besides the image and the model that an explanation depends on."""
 
-    num_samples: int = 1000
-    segmentation: Literal["quickshift", "slic"] = "quickshift"
+    # The defaults are the fastest settings that meet the quality targets of `python -m benchmarks.quality`
+    # (pointing >= 0.95, stability >= 0.85 on the demo's known rectangles); ARTICLE_PRESET keeps lime's own.
+    num_samples: int = 4000
+    segmentation: Literal["quickshift", "slic"] = "slic"
     # lime's quickshift defaults
     kernel_size: float = 4
     max_dist: float = 200
@@ -54,17 +68,29 @@ class ExplainParams:
     compactness: float = 10.0
     sigma: float = 1.0
     top_labels: int | None = None  # None: explain the predicted label and the true label (when known)
-    hide_color: float | None = None  # None: each hidden superpixel takes its mean colour (lime's default)
+    # What a switched-off superpixel shows: "mean" (its own mean colour, lime's default), "grey", "black",
+    # "blur" (the image blurred), or a number: that share of the value range (0 black, 0.5 grey, 1 white).
+    hide: str = "grey"
     seed: int = 0
     # Images built and sent to the model at once; bounds memory. None: as many as fit in
     # BATCH_PIXEL_BUDGET pixels (256 at 64x64, 64 at 224x224: larger batches of big images run slower).
     batch_size: int | None = None
+    stability_seeds: int = 0  # explain again with this many other seeds (same segmentation): top-5 agreement
 
     def __post_init__(self) -> None:
         if self.num_samples < 2:
             raise ValueError(f"num_samples must be at least 2, got {self.num_samples}")
         if self.segmentation not in ("quickshift", "slic"):
             raise ValueError(f"segmentation must be 'quickshift' or 'slic', got {self.segmentation!r}")
+        if self.hide not in HIDES:
+            try:
+                value = float(self.hide)
+            except ValueError:
+                value = -1.0
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"hide must be one of {', '.join(HIDES)} or a number in [0, 1], got {self.hide!r}")
+        if self.stability_seeds < 0:
+            raise ValueError(f"stability_seeds must be 0 or more, got {self.stability_seeds}")
         if self.top_labels is not None and self.top_labels < 1:
             raise ValueError(f"top_labels must be at least 1, got {self.top_labels}")
         if self.batch_size is not None and self.batch_size < 1:
@@ -98,9 +124,15 @@ class Explanation:
     probabilities: np.ndarray  # (num_classes,) for the unperturbed image
     segments: np.ndarray  # (H, W) segment id per pixel, ids 0..n_segments-1
     labels: dict[int, LabelExplanation]
-    deletion_curve: np.ndarray  # predicted-class probability as superpixels are removed
+    # Faithfulness with FAITHFULNESS_REFERENCE: the predicted class's probability as superpixels are deleted
+    # (highest weight first; lower area is better) and inserted into the image's mean colour (higher is better).
+    deletion_curve: np.ndarray
     deletion_auc: float
+    insertion_curve: np.ndarray
+    insertion_auc: float
+    stability: float | None = None  # top-5 Jaccard across seeds, when stability_seeds > 0
     timings: dict[str, float] = field(default_factory=dict)
+    faithfulness_reference: str = FAITHFULNESS_REFERENCE
 
     @property
     def n_segments(self) -> int:
@@ -179,18 +211,28 @@ def segment(image: np.ndarray, params: ExplainParams) -> np.ndarray:
     return ids.reshape(raw.shape).astype(np.int32)
 
 
-def hidden_image(image: np.ndarray, segments: np.ndarray, hide_color: float | None) -> np.ndarray:
-    """What a switched-off superpixel shows: its mean colour (lime's default) or a fixed value."""
-    if hide_color is not None:
-        return np.full_like(image, hide_color)
-    n = int(segments.max()) + 1
-    flat = segments.ravel()
-    counts = np.bincount(flat, minlength=n)
-    means = np.stack(
-        [np.bincount(flat, weights=image[..., c].ravel(), minlength=n) / counts for c in range(image.shape[2])],
-        axis=1,
-    )
-    return means[segments].astype(image.dtype)
+def hidden_image(
+    image: np.ndarray, segments: np.ndarray, hide: str, value_range: tuple[float, float] = (0.0, 1.0)
+) -> np.ndarray:
+    """What a switched-off superpixel shows (see ExplainParams.hide); constants are shares of the value range."""
+    if hide == "mean":
+        n = int(segments.max()) + 1
+        flat = segments.ravel()
+        counts = np.bincount(flat, minlength=n)
+        means = np.stack(
+            [np.bincount(flat, weights=image[..., c].ravel(), minlength=n) / counts for c in range(image.shape[2])],
+            axis=1,
+        )
+        return means[segments].astype(image.dtype)
+    if hide == "blur":
+        from skimage.filters import gaussian
+
+        sigma = max(image.shape[:2]) / 16
+        return gaussian(image, sigma=sigma, channel_axis=-1, preserve_range=True).astype(image.dtype)
+    share = {"grey": 0.5, "black": 0.0}.get(hide)
+    share = float(hide) if share is None else share
+    low, high = value_range
+    return np.full_like(image, low + share * (high - low))
 
 
 def fill_perturbed(out: np.ndarray, image: np.ndarray, hidden: np.ndarray, segments: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -250,23 +292,74 @@ def predict_rows(
     return np.concatenate(outputs)[inverse.ravel()]
 
 
-def deletion_curve(
-    predict_fn: PredictFn, image: np.ndarray, hidden: np.ndarray, segments: np.ndarray,
-    weights: np.ndarray, label: int, batch_size: int, timings: dict[str, float],
-) -> tuple[np.ndarray, float]:
-    """Probability of `label` as superpixels are hidden, highest weight first, in ~10 steps; and its AUC.
+def faithfulness_curves(
+    predict_fn: PredictFn, image: np.ndarray, segments: np.ndarray, weights: np.ndarray, label: int,
+    value_range: tuple[float, float], batch_size: int, timings: dict[str, float],
+) -> tuple[np.ndarray, float, np.ndarray, float]:
+    """Deletion and insertion curves of `label`'s probability and their areas, with FAITHFULNESS_REFERENCE.
 
-    A faithful explanation names the superpixels the prediction depends on, so the curve drops fast
-    and the area under it (x: fraction of superpixels hidden, 0..1) is small.
+    Superpixels go highest weight first, in ~10 steps; x is the share of pixels deleted (to black) or inserted
+    (into the image's mean colour), so that segmentations with few or many superpixels compare. A faithful
+    ranking makes deletion drop fast (small area) and insertion rise fast (large area).
     """
     n = len(weights)
     order = np.argsort(-weights, kind="stable")
-    steps = np.unique(np.linspace(0, n, min(DELETION_STEPS, n) + 1).round().astype(int))
-    rows = np.ones((len(steps), n), dtype=np.int8)
+    steps = np.unique(np.linspace(0, n, min(CURVE_STEPS, n) + 1).round().astype(int))
+    shown = np.ones((len(steps), n), dtype=np.int8)
     for i, k in enumerate(steps):
-        rows[i, order[:k]] = 0
-    curve = predict_rows(predict_fn, image, hidden, segments, rows, batch_size, timings)[:, label]
-    return curve, float(np.trapezoid(curve, steps / n))
+        shown[i, order[:k]] = 0
+    areas = np.bincount(segments.ravel(), minlength=n)
+    x = np.array([areas[order[:k]].sum() for k in steps]) / areas.sum()
+    black = hidden_image(image, segments, "black", value_range)
+    deletion = predict_rows(predict_fn, image, black, segments, shown, batch_size, timings)[:, label]
+    mean_colour = np.broadcast_to(image.mean(axis=(0, 1)), image.shape).astype(image.dtype)
+    insertion = predict_rows(predict_fn, image, mean_colour, segments, 1 - shown, batch_size, timings)[:, label]
+    return deletion, float(np.trapezoid(deletion, x)), insertion, float(np.trapezoid(insertion, x))
+
+
+def top_k(weights: np.ndarray, k: int = TOP_K) -> set[int]:
+    """The k superpixels with the largest weights; at most half of them when an image has fewer than 2k, so that
+    a segmentation with a handful of superpixels cannot agree with itself by listing them all."""
+    k = min(k, max(1, len(weights) // 2))
+    return {int(s) for s in np.argsort(-weights, kind="stable")[:k]}
+
+
+def top_k_jaccard(rankings: Sequence[np.ndarray]) -> float:
+    """Mean Jaccard overlap of the top-k superpixels over every pair of weight vectors (same segmentation)."""
+    tops = [top_k(weights) for weights in rankings]
+    pairs = [(a, b) for i, a in enumerate(tops) for b in tops[i + 1 :]]
+    return float(np.mean([len(a & b) / len(a | b) for a, b in pairs]))
+
+
+def _draw_and_predict(
+    predict_fn: PredictFn, image: np.ndarray, hidden: np.ndarray, segments: np.ndarray, num_samples: int, seed: int,
+    batch_size: int, timings: dict[str, float],
+) -> tuple[np.ndarray, np.ndarray, np.random.RandomState]:
+    """lime's draw of superpixels kept (the first row keeps all), its predictions, and the random state after it."""
+    tick = time.perf_counter()
+    random_state = np.random.RandomState(seed)
+    n_features = int(segments.max()) + 1
+    # The same draw, in the same order, as lime_image.LimeImageExplainer.data_labels.
+    data = random_state.randint(0, 2, num_samples * n_features).reshape((num_samples, n_features))
+    data[0, :] = 1
+    timings["sampling_s"] += time.perf_counter() - tick
+    return data, predict_rows(predict_fn, image, hidden, segments, data, batch_size, timings), random_state
+
+
+def _fit(data: np.ndarray, predictions: np.ndarray, label: int, random_state: np.random.RandomState) -> LabelExplanation:
+    """lime's own weighted ridge fit (LimeBase) of one label, as explain_instance makes it."""
+    from lime.lime_base import LimeBase
+    from sklearn.metrics import pairwise_distances
+
+    distances = pairwise_distances(data, data[0].reshape(1, -1), metric="cosine").ravel()
+    base = LimeBase(lambda d: np.sqrt(np.exp(-(d**2) / KERNEL_WIDTH**2)), random_state=random_state)
+    intercept, pairs, score, local_pred = base.explain_instance_with_data(
+        data, predictions, distances, label, num_features=100000, feature_selection="auto"
+    )
+    weights = np.zeros(data.shape[1])
+    for feature, weight in pairs:
+        weights[feature] = weight
+    return LabelExplanation(label, weights, float(intercept), float(score), float(np.ravel(local_pred)[0]))
 
 
 def explain(
@@ -284,28 +377,19 @@ def explain(
     Raises ImageError for an image that does not fit and ModelOutputError for a model whose output
     is not a probability vector.
     """
-    from lime.lime_base import LimeBase
-    from sklearn.metrics import pairwise_distances
-
     started = time.perf_counter()
     timings = {"segmentation_s": 0.0, "sampling_s": 0.0, "model_s": 0.0, "fit_s": 0.0}
     image = conform_image(image, input_shape, value_range)
 
     tick = time.perf_counter()
     segments = segment(image, params)
-    hidden = hidden_image(image, segments, params.hide_color)
+    hidden = hidden_image(image, segments, params.hide, value_range)
     timings["segmentation_s"] = time.perf_counter() - tick
 
-    tick = time.perf_counter()
-    random_state = np.random.RandomState(params.seed)
-    n_features = int(segments.max()) + 1
-    # The same draw, in the same order, as lime_image.LimeImageExplainer.data_labels.
-    data = random_state.randint(0, 2, params.num_samples * n_features).reshape((params.num_samples, n_features))
-    data[0, :] = 1
-    timings["sampling_s"] += time.perf_counter() - tick
     batch_size = params.batch_for(image.shape)
-    labels = predict_rows(predict_fn, image, hidden, segments, data, batch_size, timings)
-
+    data, labels, random_state = _draw_and_predict(
+        predict_fn, image, hidden, segments, params.num_samples, params.seed, batch_size, timings
+    )
     probabilities = labels[0]
     num_classes = len(probabilities)
     if true_label is not None and not 0 <= true_label < num_classes:
@@ -318,21 +402,25 @@ def explain(
         targets = [predicted] + ([true_label] if true_label is not None and true_label != predicted else [])
 
     tick = time.perf_counter()
-    distances = pairwise_distances(data, data[0].reshape(1, -1), metric="cosine").ravel()
-    base = LimeBase(lambda d: np.sqrt(np.exp(-(d**2) / KERNEL_WIDTH**2)), random_state=random_state)
-    explained: dict[int, LabelExplanation] = {}
-    for label in targets:
-        intercept, pairs, score, local_pred = base.explain_instance_with_data(
-            data, labels, distances, label, num_features=100000, feature_selection="auto"
-        )
-        weights = np.zeros(n_features)
-        for feature, weight in pairs:
-            weights[feature] = weight
-        explained[label] = LabelExplanation(label, weights, float(intercept), float(score), float(np.ravel(local_pred)[0]))
+    explained = {label: _fit(data, labels, label, random_state) for label in targets}
     timings["fit_s"] = time.perf_counter() - tick
 
-    curve, auc = deletion_curve(
-        predict_fn, image, hidden, segments, explained[predicted].weights, predicted, batch_size, timings
+    deletion, deletion_auc, insertion, insertion_auc = faithfulness_curves(
+        predict_fn, image, segments, explained[predicted].weights, predicted, value_range, batch_size, timings
     )
+    stability = None
+    if params.stability_seeds:
+        tick = time.perf_counter()
+        rankings = [explained[predicted].weights]
+        for offset in range(1, params.stability_seeds + 1):
+            data, labels, random_state = _draw_and_predict(
+                predict_fn, image, hidden, segments, params.num_samples, params.seed + offset, batch_size, timings
+            )
+            rankings.append(_fit(data, labels, predicted, random_state).weights)
+        stability = top_k_jaccard(rankings)
+        timings["stability_s"] = time.perf_counter() - tick
     timings["total_s"] = time.perf_counter() - started
-    return Explanation(predicted, probabilities, segments, explained, curve, auc, timings)
+    return Explanation(
+        predicted, probabilities, segments, explained, deletion, deletion_auc, insertion, insertion_auc, stability,
+        timings,
+    )

@@ -57,3 +57,16 @@ def test_splits_are_stratified_and_repeatable():
 def test_unknown_data_set_is_refused_by_name():
     with pytest.raises(ValueError, match="unknown data set 'cifar'"):
         class_names("cifar")
+
+
+def test_the_rectangles_known_answer_is_each_rectangles_pixels():
+    from models.datasets import make_rectangles_with_masks
+
+    x, y, masks = make_rectangles_with_masks(60, seed=2)
+    assert not masks[y == 1].any()
+    for image, mask in zip(x[y == 0], masks[y == 0]):
+        assert mask.any() and (image[mask] == 1.0).all()
+    data = load_dataset("rectangles", images=200)
+    assert data.val_masks.shape == data.x_val.shape[:3]
+    assert all((image[mask] == 1.0).all() and mask.any() == (label == 0)
+               for image, mask, label in zip(data.x_val, data.val_masks, data.y_val))

@@ -11,13 +11,16 @@ from lime.lime_image import LimeImageExplainer
 
 from models.datasets import load_dataset, make_rectangles
 from worker.engine import (
+    ARTICLE_PRESET,
     ExplainParams,
     ImageError,
     ModelOutputError,
-    deletion_curve,
     explain,
+    faithfulness_curves,
     hidden_image,
     segment,
+    top_k,
+    top_k_jaccard,
 )
 
 IMAGES, LABELS = make_rectangles(8, seed=11)
@@ -32,12 +35,15 @@ def quadrant_softmax(images: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+LIME_HIDE_COLOR = {"mean": None, "grey": 0.5, "black": 0.0}  # lime's hide_color for our fills (images in 0..1)
+
+
 def lime_weights(image, predict, params: ExplainParams, labels) -> dict[int, tuple]:
     """lime's own explain_instance, one label per call (lime keeps a single score for all labels)."""
     out = {}
     for label in labels:
         explanation = LimeImageExplainer(random_state=params.seed).explain_instance(
-            image, predict, labels=(label,), top_labels=None, hide_color=params.hide_color,
+            image, predict, labels=(label,), top_labels=None, hide_color=LIME_HIDE_COLOR[params.hide] if params.hide in LIME_HIDE_COLOR else float(params.hide),
             num_samples=params.num_samples, batch_size=params.batch_for(image.shape), random_seed=params.seed,
             segmentation_fn=lambda im: segment(im, params),
         )
@@ -60,8 +66,8 @@ def assert_matches_lime(ours, theirs, atol):
 @pytest.mark.parametrize(
     "params",
     [
-        ExplainParams(num_samples=300, hide_color=0.0, seed=5),
-        ExplainParams(num_samples=300, segmentation="slic", n_segments=30, hide_color=0.5, seed=1, batch_size=64),
+        ExplainParams(num_samples=300, hide="0", seed=5),
+        ExplainParams(num_samples=300, segmentation="slic", n_segments=30, hide="0.5", seed=1, batch_size=64),
     ],
     ids=["quickshift", "slic"],
 )
@@ -74,7 +80,7 @@ def test_weights_equal_lime_for_the_same_segments_and_draws(params):
 
 def test_mean_colour_hiding_equals_lime():
     # lime averages each superpixel in float32, we in float64: equal to float32 rounding
-    params = ExplainParams(num_samples=300, seed=2)
+    params = ExplainParams(**{**ARTICLE_PRESET, "num_samples": 300, "seed": 2})
     ours = explain(IMAGES[1], quadrant_softmax, params)
     assert_matches_lime(ours, lime_weights(IMAGES[1], quadrant_softmax, params, ours.labels), atol=1e-6)
 
@@ -167,26 +173,58 @@ def test_repeated_masks_are_predicted_once():
 
     image = np.zeros((64, 64, 3), np.float32)
     image[:, 32:] = 1.0  # two flat halves: at most 2^n distinct masks for n superpixels
-    e = explain(image, recording, ExplainParams(num_samples=1000))
+    e = explain(image, recording, ExplainParams(**ARTICLE_PRESET))  # lime's quickshift: a few superpixels
     assert calls[0] <= 2 ** e.n_segments < 1000
 
 
-def test_deletion_auc_rewards_the_superpixels_the_model_uses():
+def test_faithfulness_rewards_the_superpixels_the_model_uses():
     def left_half_brightness(images):
         p = images[:, :, :32].mean(axis=(1, 2, 3))
         return np.stack([1 - p, p], axis=1)
 
     image = IMAGES[5].copy()
     image[:, :32] = np.clip(image[:, :32] + 0.5, 0, 1)
-    params = ExplainParams(num_samples=500, segmentation="slic", n_segments=30, hide_color=0.0)
+    params = ExplainParams(num_samples=500, segmentation="slic", n_segments=30, hide="black")
     e = explain(image, left_half_brightness, params)
     assert e.deletion_curve[0] == pytest.approx(e.probabilities[e.predicted_label])
-    assert len(e.deletion_curve) == 11 and 0.0 <= e.deletion_auc <= 1.0
+    assert e.insertion_curve[-1] == pytest.approx(e.probabilities[e.predicted_label])  # everything inserted
+    assert len(e.deletion_curve) == len(e.insertion_curve) == 11 and 0.0 <= e.deletion_auc <= 1.0
     weights = e.labels[e.predicted_label].weights
-    hidden = hidden_image(image, e.segments, 0.0)
     timings = {"sampling_s": 0.0, "model_s": 0.0}
-    _, reversed_auc = deletion_curve(left_half_brightness, image, hidden, e.segments, -weights, e.predicted_label, 64, timings)
-    assert e.deletion_auc < reversed_auc
+    _, reversed_deletion, _, reversed_insertion = faithfulness_curves(
+        left_half_brightness, image, e.segments, -weights, e.predicted_label, (0.0, 1.0), 64, timings
+    )
+    assert e.deletion_auc < reversed_deletion and e.insertion_auc > reversed_insertion
+
+
+def test_fills_are_shares_of_the_value_range():
+    image = np.random.default_rng(0).random((16, 16, 3)).astype(np.float32) * 255
+    segments = np.zeros((16, 16), np.int32)
+    segments[8:] = 1
+    assert np.all(hidden_image(image, segments, "grey", (0, 255)) == 127.5)
+    assert np.all(hidden_image(image, segments, "black", (-1, 1)) == -1)
+    assert np.all(hidden_image(image, segments, "0.25", (0, 1)) == 0.25)
+    mean = hidden_image(image, segments, "mean", (0, 255))
+    np.testing.assert_allclose(mean[0, 0], image[:8].mean(axis=(0, 1)), rtol=1e-5)
+    blurred = hidden_image(image, segments, "blur", (0, 255))
+    assert blurred.std() < image.std() / 2 and blurred.shape == image.shape
+
+
+def test_stability_is_the_top_5_agreement_across_seeds():
+    assert top_k_jaccard([np.arange(20.0), np.arange(20.0)]) == 1.0
+    assert top_k_jaccard([np.arange(20.0), -np.arange(20.0)]) == 0.0
+    assert top_k(np.array([5.0, 4.0, 3.0, 2.0])) == {0, 1}  # four superpixels: the top two, not all
+    params = ExplainParams(num_samples=400, segmentation="slic", n_segments=30, hide="grey", stability_seeds=2)
+    e = explain(IMAGES[0], quadrant_softmax, params)
+    assert 0.0 <= e.stability <= 1.0 and e.timings["stability_s"] > 0
+    assert explain(IMAGES[0], quadrant_softmax, ExplainParams(num_samples=100)).stability is None
+
+
+def test_a_fill_must_be_named_or_a_share():
+    assert ExplainParams(hide="0.25").hide == "0.25"
+    for wrong in ("purple", "1.5", "-0.1"):
+        with pytest.raises(ValueError, match="hide must be one of"):
+            ExplainParams(hide=wrong)
 
 
 def test_labels_to_explain_default_to_predicted_and_true():
