@@ -28,7 +28,7 @@ from models.classifier import Classifier, configure_tensorflow, load_classifier
 from models.artifacts import ModelMetadata
 from models.cli import default_model_path
 from models.datasets import load_dataset, make_rectangles, smooth_colour_images
-from worker.engine import ExplainParams, explain, fill_perturbed, hidden_image, segment
+from worker.engine import ARTICLE_PRESET, ExplainParams, explain, fill_perturbed, hidden_image, segment
 
 BATCH_SIZES = (32, 64, 128, 256, 512)
 
@@ -59,10 +59,10 @@ def limit_seconds(image: np.ndarray, classifier: Classifier, num_samples: int, b
     """Best time of one forward pass over `num_samples` perturbed images, and the batch size that gave it."""
     import tensorflow as tf
 
-    params = ExplainParams()
+    params = ExplainParams(**ARTICLE_PRESET)
     segments = segment(image, params)
     rows = np.random.RandomState(0).randint(0, 2, (num_samples, int(segments.max()) + 1))
-    images = fill_perturbed(np.empty((num_samples, *image.shape), np.float32), image, hidden_image(image, segments, None), segments, rows)
+    images = fill_perturbed(np.empty((num_samples, *image.shape), np.float32), image, hidden_image(image, segments, "mean"), segments, rows)
     forward = tf.function(lambda x: classifier.model(x, training=False))
     best = (float("inf"), 0)
     for batch in batch_sizes:
@@ -80,8 +80,9 @@ def limit_seconds(image: np.ndarray, classifier: Classifier, num_samples: int, b
 
 
 def measure(label: str, images: np.ndarray, classifier: Classifier, num_samples: int, naive_images: int, batch_sizes) -> dict:
-    params = ExplainParams(num_samples=num_samples)
-    slic = ExplainParams(num_samples=num_samples, segmentation="slic", n_segments=50)
+    # lime's own settings, as the article's way uses them, so that naive and engine do the same work
+    params = ExplainParams(**{**ARTICLE_PRESET, "num_samples": num_samples})
+    slic = ExplainParams(**{**ARTICLE_PRESET, "num_samples": num_samples, "segmentation": "slic", "n_segments": 50})
     explain(images[0], classifier.predict, params)  # trace the compiled function's batch sizes once
     explain(images[0], classifier.predict, slic)
     engine, segments = zip(*(engine_seconds(image, classifier, params) for image in images))
