@@ -104,7 +104,7 @@ def write_rows(rows: list[dict], columns, format: OutputFormat, title: str) -> N
     else:
         table = Table(*columns, title=title)
         for row in rows:
-            table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()))
+            table.add_row(*(f"{v:.4f}" if isinstance(v, float) else "-" if v is None else str(v) for v in row.values()))
         console.print(table)
 
 
@@ -124,9 +124,10 @@ def show(
     console.print(f"[bold]image {image}[/] of run {found.id} ({found.name}): {detail.image.source}")
     console.print(
         f"true {detail.label_name(row.true_label)}, predicted {detail.label_name(row.predicted_label)} "
-        f"({'correct' if row.correct else 'wrong' if row.correct is False else 'no true label'}); surrogate R^2 "
-        f"{row.score:.4f}, deletion AUC {row.deletion_auc:.4f}, {row.n_segments} superpixels, attempts {row.attempts}"
+        f"({'correct' if row.correct else 'wrong' if row.correct is False else 'no true label'}); "
+        f"{row.n_segments} superpixels, attempts {row.attempts}"
     )
+    console.print(faithfulness_line(row), markup=False, highlight=False)
     probabilities = Table("class", "probability", title="probabilities")
     for label, p in enumerate(row.probabilities):
         probabilities.add_row(detail.label_name(label), f"{p:.4f}")
@@ -136,6 +137,18 @@ def show(
         for segment in sorted(range(len(weights)), key=lambda s: -abs(weights[s])):
             table.add_row(str(segment), f"{weights[segment]:+.4f}", str(detail.areas[segment]))
         console.print(table)
+
+
+def faithfulness_line(row) -> str:
+    """How far the explanation's ranking is what the model uses; R^2 is only how well the linear fit matches."""
+    if row.insertion_auc is None:  # made before the fixed reference: its deletion AUC used the run's own fill
+        return f"deletion AUC {row.deletion_auc:.4f} (against the run's own fill); surrogate R^2 {row.score:.4f}"
+    stability = "" if row.stability is None else f", stability {row.stability:.2f} (top 5 across seeds)"
+    return (
+        f"faithfulness: deletion AUC {row.deletion_auc:.4f} (lower is better), insertion AUC {row.insertion_auc:.4f} "
+        f"(higher is better){stability}; reference: {row.auc_reference}. Surrogate R^2 {row.score:.4f} "
+        "(how well the linear fit matches the model near this image, not a quality figure)"
+    )
 
 
 @app.command()
@@ -157,8 +170,8 @@ def export(
     out: Path = typer.Option(..., help="Folder for the PNG files (made if missing)."),
     misclassified_only: bool = typer.Option(False, "--misclassified", help="Only the images the model got wrong."),
 ) -> None:
-    """One PNG pair per explanation: the predicted label's positive superpixels outlined, and only them
-    (hide-rest); a second pair for the true label when it differs."""
+    """Three PNGs per explanation: the predicted label's positive superpixels outlined, only them (hide-rest),
+    and a heatmap of every superpixel's weight with a colour bar; three more for the true label when it differs."""
     from rich.progress import track
 
     from db import pictures
@@ -183,7 +196,8 @@ def export(
             outlined, only = pictures.overlays(image, segments, detail.weights[label])
             (out / f"{stem}_{view}-outline.png").write_bytes(outlined)
             (out / f"{stem}_{view}-only.png").write_bytes(only)
-            written += 2
+            (out / f"{stem}_{view}-heatmap.png").write_bytes(pictures.heatmap(image, segments, detail.weights[label]))
+            written += 3
     console.print(f"{written} PNG files for {len(details)} explanations in {out}")
 
 

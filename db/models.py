@@ -127,7 +127,10 @@ class Explanation(Base):
     probabilities: Mapped[list | None] = mapped_column(JSON)
     correct: Mapped[bool | None] = mapped_column(Boolean)
     score: Mapped[float | None] = mapped_column(Float)
-    deletion_auc: Mapped[float | None] = mapped_column(Float)
+    deletion_auc: Mapped[float | None] = mapped_column(Float)  # faithfulness: lower is better
+    insertion_auc: Mapped[float | None] = mapped_column(Float)  # faithfulness: higher is better
+    auc_reference: Mapped[str | None] = mapped_column(String(200))  # what both AUCs were measured against
+    stability: Mapped[float | None] = mapped_column(Float)  # top-5 Jaccard across seeds (--stability K)
     n_segments: Mapped[int | None] = mapped_column(Integer)
     segments: Mapped[bytes | None] = mapped_column(LargeBinary)  # compressed .npz of the segment id per pixel
     timings: Mapped[dict | None] = mapped_column(JSON)

@@ -71,3 +71,38 @@ def overlays(image: np.ndarray, segments: np.ndarray, weights: np.ndarray) -> tu
 def original(image: np.ndarray) -> bytes:
     big, _ = scale_up(image, np.zeros(image.shape[:2], np.int32))
     return encode_png(big)
+
+
+def diverging_colours(values: np.ndarray) -> np.ndarray:
+    """Values in [-1, 1] -> RGB in [0, 1]: blue (negative) through white (zero) to red (positive)."""
+    values = np.clip(values, -1.0, 1.0)[..., None]
+    red, blue, white = np.array([0.80, 0.10, 0.10]), np.array([0.10, 0.25, 0.80]), np.ones(3)
+    return np.where(values >= 0, white + values * (red - white), white - values * (blue - white))
+
+
+def heatmap(image: np.ndarray, segments: np.ndarray, weights: np.ndarray) -> bytes:
+    """A PNG of one label's superpixel weights over the image (greyed, so the colours read): red pushes towards
+    the label, blue away, white neither; with a colour bar from -max to +max |weight| on the right."""
+    from PIL import Image, ImageDraw
+
+    big, big_segments = scale_up(image, segments)
+    scale = float(np.abs(weights).max())
+    if scale < 1e-9:  # no superpixel matters (a model blind to the image): white, not amplified round-off
+        scale = 0.0
+    colours = diverging_colours(weights[big_segments] / (scale or 1.0) * bool(scale))
+    grey = big.mean(axis=2, keepdims=True)
+    blended = 0.35 * grey + 0.65 * colours
+    height = blended.shape[0]
+    bar_width, label_width = 14, 58
+    bar = diverging_colours(np.linspace(1, -1, height))[:, None, :].repeat(bar_width, axis=1)
+    canvas = np.ones((height, blended.shape[1] + 6 + bar_width + label_width, 3))
+    canvas[:, : blended.shape[1]] = blended
+    canvas[:, blended.shape[1] + 6 : blended.shape[1] + 6 + bar_width] = bar
+    picture = Image.fromarray(np.clip(np.round(canvas * 255), 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(picture)
+    x = blended.shape[1] + 6 + bar_width + 3
+    for text, y in ((f"+{scale:.3g}", 0), ("0", height // 2 - 5), (f"-{scale:.3g}", height - 11)):
+        draw.text((x, y), text, fill=(0, 0, 0))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -259,7 +259,8 @@ def save_explanation(session: Session, job: Job, result, host: str) -> bool:
             confidence=float(result.probabilities[predicted]),
             probabilities=[float(p) for p in result.probabilities],
             correct=None if job.true_label is None else predicted == job.true_label,
-            score=result.labels[predicted].score, deletion_auc=result.deletion_auc, n_segments=result.n_segments,
+            score=result.labels[predicted].score, deletion_auc=result.deletion_auc, insertion_auc=result.insertion_auc,
+            auc_reference=result.faithfulness_reference, stability=result.stability, n_segments=result.n_segments,
             segments=encode_segments(result.segments), timings={k: round(v, 6) for k, v in result.timings.items()},
             worker_host=host, updated_at=utcnow(),
         )
@@ -350,6 +351,16 @@ def run_counts(session: Session, run_id: int) -> RunCounts:
     return RunCounts(total, int(ok), int(failed), int(correct), int(labelled))
 
 
+def faithfulness_means(session: Session, run_id: int) -> tuple[float, float, float | None] | None:
+    """Mean deletion AUC, insertion AUC and stability of the run's explanations measured with the fixed
+    reference (rows from before it are left out); None when there are none."""
+    deletion, insertion, stability = session.execute(
+        select(func.avg(Explanation.deletion_auc), func.avg(Explanation.insertion_auc), func.avg(Explanation.stability))
+        .where(Explanation.run_id == run_id, Explanation.status == "ok", Explanation.insertion_auc.is_not(None))
+    ).one()
+    return None if deletion is None else (float(deletion), float(insertion), None if stability is None else float(stability))
+
+
 def predicted_classes(session: Session, run_id: int) -> list[tuple[str, int]]:
     """How many explained images the model put in each class, most common first."""
     rows = session.execute(
@@ -395,14 +406,16 @@ def as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
 
 
-MISCLASSIFIED_COLUMNS = ("image_id", "source", "true_label", "predicted_label", "confidence", "score", "deletion_auc")
+MISCLASSIFIED_COLUMNS = (
+    "image_id", "source", "true_label", "predicted_label", "confidence", "deletion_auc", "insertion_auc", "stability",
+)
 
 
 def misclassified(session: Session, run_id: int) -> list[dict]:
     """Rows of the `misclassifications` view for a run, most confident mistakes first."""
     rows = session.execute(
         text(
-            "SELECT image_id, source, true_label, predicted_label, confidence, score, deletion_auc "
+            f"SELECT {', '.join(MISCLASSIFIED_COLUMNS)} "
             "FROM misclassifications WHERE run_id = :run_id ORDER BY confidence DESC, image_id"
         ),
         {"run_id": run_id},

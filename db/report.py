@@ -26,10 +26,10 @@ def gallery_items(details: list[queries.ExplanationDetail]) -> list[dict]:
         image = pictures.decode_png(detail.image.png)
         segments = queries.decode_segments(row.segments)
         predicted = pictures.overlays(image, segments, detail.weights[row.predicted_label])[0]
-        true = (
-            pictures.overlays(image, segments, detail.weights[row.true_label])[0]
-            if row.true_label in detail.weights else None
-        )
+        predicted_heat = pictures.heatmap(image, segments, detail.weights[row.predicted_label])
+        has_true = row.true_label in detail.weights
+        true = pictures.overlays(image, segments, detail.weights[row.true_label])[0] if has_true else None
+        true_heat = pictures.heatmap(image, segments, detail.weights[row.true_label]) if has_true else None
         weights = detail.weights[row.predicted_label]
         top = sorted(range(len(weights)), key=lambda s: -weights[s])[:TOP_WEIGHTS]
         items.append(
@@ -39,14 +39,17 @@ def gallery_items(details: list[queries.ExplanationDetail]) -> list[dict]:
                 "true": detail.label_name(row.true_label),
                 "predicted": detail.label_name(row.predicted_label),
                 "confidence": row.confidence,
-                "score": row.score,
                 "deletion_auc": row.deletion_auc,
+                "insertion_auc": row.insertion_auc,
+                "stability": row.stability,
                 "top": [
                     {"segment": int(s), "weight": float(weights[s]), "area": int(detail.areas[s])} for s in top
                 ],
                 "original": pictures.data_uri(pictures.original(image)),
                 "overlay_predicted": pictures.data_uri(predicted),
                 "overlay_true": pictures.data_uri(true) if true else None,
+                "heatmap_predicted": pictures.data_uri(predicted_heat),
+                "heatmap_true": pictures.data_uri(true_heat) if true_heat else None,
             }
         )
     return items
@@ -114,9 +117,9 @@ table {{ border-collapse: collapse; margin-bottom: 1.5rem; }}
 th, td {{ border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; }}
 td.hit {{ background: #e6f4e6; }} td.miss {{ background: #fbe3e3; }}
 .warning {{ border: 2px solid #c00; background: #fdecec; padding: .6rem; max-width: 60rem; }}
-#gallery {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(600px, 1fr)); gap: 1rem; }}
+#gallery {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(960px, 1fr)); gap: 1rem; }}
 .card {{ border: 1px solid #ddd; border-radius: 6px; padding: .6rem; }}
-.card img {{ width: 192px; height: 192px; image-rendering: pixelated; margin-right: 4px; }}
+.card img {{ height: 160px; image-rendering: pixelated; margin-right: 4px; }}
 .card figure {{ display: inline-block; margin: 0; text-align: center; font-size: .8rem; }}
 .meta {{ font-size: .9rem; margin: .3rem 0; }}
 .pager button {{ margin: 0 .2rem; }}
@@ -152,9 +155,12 @@ function render() {{
     <div class="card" data-image-id="${{item.id}}" data-confidence="${{item.confidence}}">
       <figure><img loading="lazy" alt="original" src="${{item.original}}"><figcaption>original</figcaption></figure>
       <figure><img loading="lazy" alt="predicted" src="${{item.overlay_predicted}}"><figcaption>why ${{esc(item.predicted)}}</figcaption></figure>
+      <figure><img loading="lazy" alt="heatmap predicted" src="${{item.heatmap_predicted}}"><figcaption>weights for ${{esc(item.predicted)}}</figcaption></figure>
       ${{item.overlay_true ? `<figure><img loading="lazy" alt="true" src="${{item.overlay_true}}"><figcaption>why ${{esc(item.true)}}</figcaption></figure>` : ""}}
+      ${{item.heatmap_true ? `<figure><img loading="lazy" alt="heatmap true" src="${{item.heatmap_true}}"><figcaption>weights for ${{esc(item.true)}}</figcaption></figure>` : ""}}
       <div class="meta">image ${{item.id}}: true <b>${{esc(item.true)}}</b>, predicted <b>${{esc(item.predicted)}}</b>,
-        confidence ${{fmt(item.confidence)}}, surrogate R&sup2; ${{fmt(item.score)}}, deletion AUC ${{fmt(item.deletion_auc)}}</div>
+        confidence ${{fmt(item.confidence)}}; faithfulness: deletion AUC ${{fmt(item.deletion_auc)}} (lower is better),
+        insertion AUC ${{fmt(item.insertion_auc)}} (higher is better)${{item.stability === null ? "" : `; stability ${{fmt(item.stability)}}`}}</div>
       <div class="meta">top superpixels: ${{item.top.map(t => `#${{t.segment}} ${{t.weight.toFixed(3)}} (${{t.area}} px)`).join(", ")}}</div>
       <div class="meta">${{esc(item.source)}}</div>
     </div>`).join("");

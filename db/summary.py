@@ -46,6 +46,15 @@ def summarise_run(session: Session, run: Run, counts: queries.RunCounts | None =
         rows.append(("predicted classes", shown + more))
     else:
         rows.append(("accuracy", "-"))
+    rows.append(("explained with", describe_settings(run.params)))
+    faithfulness = queries.faithfulness_means(session, run.id)
+    if faithfulness is not None:
+        deletion, insertion, stability = faithfulness
+        rows.append((
+            "faithfulness (mean)",
+            f"deletion AUC {deletion:.3f} (lower is better), insertion AUC {insertion:.3f} (higher is better)"
+            + ("" if stability is None else f"; stability {stability:.2f}"),
+        ))
     rows.append(("input", contract_line(run)))
     rows.append(("input check", check_line(run.input_check)))
     if run.skipped:
@@ -76,3 +85,14 @@ def check_line(check: dict | None) -> str:
     else:
         line = f"{check['images']} images"
     return line + (": WARNING, see below" if check.get("warning") else ": looks right")
+
+
+def describe_settings(params: dict) -> str:
+    """`slic 25, black, 4000 samples`: the explanation settings (worker.engine.ExplainParams as a dict) that
+    decide what an explanation shows."""
+    if params["segmentation"] == "slic":
+        segmentation = f"slic {params['n_segments']}"
+    else:
+        segmentation = f"quickshift k={params['kernel_size']:g}"
+    stability = f", stability over {params['stability_seeds']} more seeds" if params.get("stability_seeds") else ""
+    return f"{segmentation}, {params['hide']}, {params['num_samples']} samples{stability}"

@@ -17,7 +17,7 @@ from rich.text import Text
 from core.cli import USAGE_ERROR, fail, failing_on
 from db import queries
 from db.session import session_factory
-from db.summary import RunSummary, check_line, summarise_run
+from db.summary import RunSummary, check_line, describe_settings, summarise_run
 from models.contract import PREPROCESS_FAMILIES
 from models.datasets import DATASET_NAMES
 
@@ -35,9 +35,17 @@ FOLDER = typer.Option(None, help="A folder with one sub-folder of PNG/JPEG image
 NPZ = typer.Option(None, help="An .npz file with images X (n, H, W[, C]) and labels y (n,).")
 MODEL = typer.Option(None, help="A .keras model (default: the data set's demo model, trained if missing).")
 NAME = typer.Option(None, help="Run name (default: source and time).")
-NUM_SAMPLES = typer.Option(1000, help="LIME perturbations per image.")
-SEGMENTATION = typer.Option("quickshift", help="quickshift (lime's defaults) | slic.")
-N_SEGMENTS = typer.Option(50, help="SLIC: about how many superpixels.")
+NUM_SAMPLES = typer.Option(None, help="LIME perturbations per image (default: the benchmarked default, see README).")
+SEGMENTATION = typer.Option(None, help="quickshift (lime's defaults) | slic (default: the benchmarked default).")
+N_SEGMENTS = typer.Option(None, help="SLIC: about how many superpixels.")
+HIDE = typer.Option(
+    None, help="What a hidden superpixel shows: mean (its own mean colour, lime's) | grey | black | blur | a number in "
+    "[0, 1] (that share of the value range).",
+)
+PRESET = typer.Option(None, help="article: the article's exact settings (quickshift, mean fill, 1000 samples).")
+STABILITY = typer.Option(
+    0, metavar="K", help="Also explain each image with K more seeds and store how much its top 5 superpixels agree.",
+)
 TOP_LABELS = typer.Option(None, help="Explain the K most probable labels (default: predicted and true).")
 SEED = typer.Option(0, help="LIME's random seed (results depend only on image, model, parameters and seed).")
 LIMIT = typer.Option(None, help="Only the first N images.")
@@ -63,9 +71,12 @@ def enqueue(
     npz: Optional[Path] = NPZ,
     model: Optional[Path] = MODEL,
     name: Optional[str] = NAME,
-    num_samples: int = NUM_SAMPLES,
-    segmentation: str = SEGMENTATION,
-    n_segments: int = N_SEGMENTS,
+    num_samples: Optional[int] = NUM_SAMPLES,
+    segmentation: Optional[str] = SEGMENTATION,
+    n_segments: Optional[int] = N_SEGMENTS,
+    hide: Optional[str] = HIDE,
+    preset: Optional[str] = PRESET,
+    stability: int = STABILITY,
     top_labels: Optional[int] = TOP_LABELS,
     seed: int = SEED,
     limit: Optional[int] = LIMIT,
@@ -80,7 +91,8 @@ def enqueue(
 
     prepared = prepare_run(
         dataset=dataset, folder=folder, npz=npz, model=model, num_samples=num_samples, segmentation=segmentation,
-        n_segments=n_segments, top_labels=top_labels, seed=seed, limit=limit, resize=resize,
+        n_segments=n_segments, hide=hide, preset=preset, stability=stability, top_labels=top_labels, seed=seed,
+        limit=limit, resize=resize,
         value_range=value_range, preprocess=preprocess, skip_bad=skip_bad,
     )
     run_id = send_run(celery_app, name, prepared)
@@ -91,14 +103,15 @@ def enqueue(
 
 
 def prepare_run(
-    *, dataset, folder, npz, model, num_samples, segmentation, n_segments, top_labels, seed, limit, resize,
+    *, dataset, folder, npz, model, num_samples, segmentation, n_segments, hide, preset, stability, top_labels, seed,
+    limit, resize,
     value_range, preprocess, skip_bad,
 ):
     """Check the options, pick the model (training the demo one if missing), read the source and fit it to
     the model; every image that cannot be explained is listed at once."""
     from models.contract import ContractError, parse_value_range
     from producer import service, sources
-    from worker.engine import ExplainParams
+    from worker.engine import ARTICLE_PRESET, ExplainParams
 
     if sum(x is not None for x in (dataset, folder, npz)) > 1:
         fail("give one source: --dataset, --folder or --npz")
@@ -106,10 +119,14 @@ def prepare_run(
         fail(f"--limit must be at least 1, got {limit}")
     if dataset is not None and dataset not in DATASET_NAMES:
         fail(f"unknown data set {dataset!r}; choose one of {', '.join(DATASET_NAMES)}")
+    if preset not in (None, "article"):
+        fail(f"unknown --preset {preset!r}; the one preset is article")
     with failing_on(ValueError):
-        params = ExplainParams(
-            num_samples=num_samples, segmentation=segmentation, n_segments=n_segments, top_labels=top_labels, seed=seed
-        )
+        given = {"num_samples": num_samples, "segmentation": segmentation, "n_segments": n_segments, "hide": hide}
+        params = ExplainParams(**{
+            **(ARTICLE_PRESET if preset == "article" else {}), **{k: v for k, v in given.items() if v is not None},
+            "top_labels": top_labels, "seed": seed, "stability_seeds": stability,
+        })
 
     with failing_on(service.EnqueueError, sources.SourceError, ContractError):
         wanted_range = parse_value_range(value_range) if value_range is not None else None
@@ -143,6 +160,7 @@ def prepare_run(
     console.print(f"input: {choice.contract.describe()}")
     for note in choice.contract.notes:
         console.print(f"  {note}", markup=False, highlight=False)
+    console.print(f"explaining with: {describe_settings(params.to_dict())}", markup=False, highlight=False)
     return prepared
 
 
@@ -180,9 +198,12 @@ def local(
     npz: Optional[Path] = NPZ,
     model: Optional[Path] = MODEL,
     name: Optional[str] = NAME,
-    num_samples: int = NUM_SAMPLES,
-    segmentation: str = SEGMENTATION,
-    n_segments: int = N_SEGMENTS,
+    num_samples: Optional[int] = NUM_SAMPLES,
+    segmentation: Optional[str] = SEGMENTATION,
+    n_segments: Optional[int] = N_SEGMENTS,
+    hide: Optional[str] = HIDE,
+    preset: Optional[str] = PRESET,
+    stability: int = STABILITY,
     top_labels: Optional[int] = TOP_LABELS,
     seed: int = SEED,
     limit: Optional[int] = LIMIT,
@@ -221,7 +242,8 @@ def local(
     if resume_run is None:  # the model first: training it while the workers start would slow both
         prepared = prepare_run(
             dataset=dataset, folder=folder, npz=npz, model=model, num_samples=num_samples,
-            segmentation=segmentation, n_segments=n_segments, top_labels=top_labels, seed=seed, limit=limit,
+            segmentation=segmentation, n_segments=n_segments, hide=hide, preset=preset, stability=stability,
+            top_labels=top_labels, seed=seed, limit=limit,
             resize=resize, value_range=value_range, preprocess=preprocess, skip_bad=skip_bad,
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -58,10 +58,14 @@ def test_export_draws_outlines_and_hide_rest_for_both_labels(stack, runs, tmp_pa
     out = tmp_path / "png"
     stack.cli("db", "export", "--run", str(constant), "--misclassified", "--out", str(out))
     files = sorted(p.name for p in out.iterdir())
-    assert len(files) == 4 * len(wrong)  # predicted and true label, each outlined and hide-rest
+    assert len(files) == 6 * len(wrong)  # predicted and true label, each outlined, hide-rest and heatmap
     first = wrong[0]["image_id"]
     stem = f"image{first:06d}_true-rectangle_pred-no_rectangle"
-    assert {f"{stem}_{view}-{kind}.png" for view in ("predicted", "true") for kind in ("outline", "only")} <= set(files)
+    assert {f"{stem}_{view}-{kind}.png" for view in ("predicted", "true") for kind in ("outline", "only", "heatmap")} <= set(files)
+    heat = np.asarray(PILImage.open(out / f"{stem}_true-heatmap.png").convert("RGB")).astype(int)
+    assert heat.shape[0] == 192 and heat.shape[1] > 192  # the image, then its colour bar
+    bar = heat[:, 192 + 6 + 7]
+    assert bar[0, 0] > bar[0, 2] + 100 and bar[-1, 2] > bar[-1, 0] + 100  # red on top, blue at the bottom
     outline = np.asarray(PILImage.open(out / f"{stem}_true-outline.png"))
     assert outline.shape == (192, 192, 3)
     yellow = (outline[..., 0] == 255) & (outline[..., 1] == 255) & (outline[..., 2] == 0)
@@ -69,7 +73,7 @@ def test_export_draws_outlines_and_hide_rest_for_both_labels(stack, runs, tmp_pa
     assert yellow.any() or not hidden.any()  # outlines drawn wherever a superpixel is shown
     everything = tmp_path / "all"
     stack.cli("db", "export", "--run", str(constant), "--out", str(everything))
-    assert len(list(everything.iterdir())) == 2 * 16 + 2 * len(wrong)
+    assert len(list(everything.iterdir())) == 3 * 16 + 3 * len(wrong)
 
 
 def test_the_report_in_a_real_browser_shows_exactly_the_mistakes(stack, runs, tmp_path):
@@ -90,8 +94,10 @@ def test_the_report_in_a_real_browser_shows_exactly_the_mistakes(stack, runs, tm
          report.as_uri()],
         check=True, capture_output=True, timeout=120,
     )
-    picture = np.asarray(PILImage.open(shot).convert("RGB"))
+    picture = np.asarray(PILImage.open(shot).convert("RGB")).astype(int)
     assert picture.shape[:2] == (1800, 1400) and picture.std() > 10  # a page was drawn, not a blank
+    blue = (picture[..., 2] > 180) & (picture[..., 0] < 80) & (picture[..., 1] < 110)
+    assert blue.sum() > 500  # the heatmaps' colour bars (nothing else on the page is blue) were drawn
     dom = subprocess.run(
         [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom",
          report.as_uri()],
@@ -103,6 +109,8 @@ def test_the_report_in_a_real_browser_shows_exactly_the_mistakes(stack, runs, tm
     confidences = [float(c) for _, c in cards]
     assert confidences == sorted(confidences, reverse=True)  # most confident mistakes first
     assert gallery.count('alt="original"') == len(wrong) and gallery.count('alt="true"') == len(wrong)
+    assert gallery.count('alt="heatmap predicted"') == len(wrong) == gallery.count('alt="heatmap true"')
+    assert "faithfulness: deletion AUC" in gallery and "R&sup2;" not in gallery and "R²" not in gallery
     assert html.escape("constant's \"run\"; DROP TABLE runs", quote=False) in dom
 
 
