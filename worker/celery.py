@@ -14,16 +14,6 @@ from core.settings import is_redis_url, settings
 from worker import local_broker
 from worker.sweeper import Sweeper
 
-EXPLAIN_TASK = "worker.tasks.explain_image"
-CHECK_TASK = "worker.tasks.check_input"
-
-if not settings.task_soft_time_limit_s < settings.task_time_limit_s < settings.visibility_timeout_s:
-    raise ValueError(
-        "time limits must satisfy TASK_SOFT_TIME_LIMIT_S < TASK_TIME_LIMIT_S < VISIBILITY_TIMEOUT_S, otherwise Redis "
-        "redelivers a task that is still running"
-    )
-
-
 def use_broker(celery_app: Celery, url: str) -> None:
     """Point the app at a broker; only Redis takes a visibility timeout (the embedded SQLAlchemy
     transport would pass it on to create_engine and fail)."""
@@ -65,19 +55,6 @@ app.conf.update(
     worker_proc_alive_timeout=60,
 )
 app.steps["worker"].add(Sweeper)
-
-
-def send_explain_tasks(celery_app: Celery, run_id: int, image_ids: list[int], producer=None) -> None:
-    """One task per image, by name (so the sender never imports TensorFlow), over one connection."""
-    with celery_app.producer_or_acquire(producer) as connection:
-        for image_id in image_ids:
-            celery_app.send_task(EXPLAIN_TASK, args=[run_id, image_id], producer=connection)
-
-
-def send_input_check(celery_app: Celery, run_id: int, image_ids: list[int], producer=None) -> None:
-    """The run's input check, by name: sent before the image tasks, so a worker takes it first."""
-    with celery_app.producer_or_acquire(producer) as connection:
-        celery_app.send_task(CHECK_TASK, args=[run_id, image_ids], producer=connection)
 
 
 _thread_limits = None

@@ -19,6 +19,7 @@ import redis
 from celery import Celery, bootsteps
 
 from core.settings import is_redis_url, settings
+from worker.messages import EXPLAIN_TASK, send_explain_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +48,8 @@ def tasks_held(client: redis.Redis, queue: str, task_name: str) -> set[tuple[int
 
 def sweep(app: Celery, client: redis.Redis) -> int:
     """Send again every lost image (see the module's text); returns how many were sent."""
-    from db import queries
+    from db import jobs
     from db.session import session_factory
-    from worker.celery import EXPLAIN_TASK, send_explain_tasks
 
     if not client.set(SWEEP_LOCK_KEY, socket.gethostname(), nx=True, ex=max(1, settings.sweep_interval_s - 1)):
         return 0  # another worker swept in this interval
@@ -57,7 +57,7 @@ def sweep(app: Celery, client: redis.Redis) -> int:
     if held is None:
         return 0
     with session_factory()() as session:
-        lost = [job for job in queries.unfinished_images_of_running_runs(session) if job not in held]
+        lost = [job for job in jobs.unfinished_images_of_running_runs(session) if job not in held]
     by_run: dict[int, list[int]] = {}
     for run_id, image_id in lost:
         by_run.setdefault(run_id, []).append(image_id)

@@ -1,4 +1,4 @@
-"""Thin tasks: take ids, load, call the engine, save. All logic lives in worker.engine and db.queries."""
+"""Thin tasks: take ids, load, call the engine, save. All logic lives in worker.engine and db.jobs."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from core.settings import settings
-from db import queries
+from db import jobs, reads
 from db.models import utcnow
-from db.pictures import png_pixels
+from core.images import png_pixels
 from db.session import session_factory
-from worker.celery import CHECK_TASK, EXPLAIN_TASK, app
+from worker.celery import app
+from worker.messages import CHECK_TASK, EXPLAIN_TASK
 from worker.engine import ExplainParams, explain
 from worker.input_check import check_input as check_predictions
 from worker.model_cache import classifier_for
@@ -44,8 +45,8 @@ def explain_image(self, run_id: int, image_id: int) -> str:
 
 def _claim_explain_save(session: Session, run_id: int, image_id: int, host: str) -> str:
     try:
-        job = queries.claim_explanation(session, run_id, image_id, host)
-    except queries.RunImageDoesNotExist as missing:
+        job = jobs.claim_explanation(session, run_id, image_id, host)
+    except jobs.RunImageDoesNotExist as missing:
         logger.warning("skipped: %s", missing)
         return "missing"
     session.commit()  # the attempt counts even if this process dies while explaining
@@ -71,14 +72,14 @@ def _claim_explain_save(session: Session, run_id: int, image_id: int, host: str)
             error = failure_reason(failure)
 
     if error is None:
-        saved = queries.save_explanation(session, job, result, host)
+        saved = jobs.save_explanation(session, job, result, host)
     else:
         logger.warning("run %s image %s failed: %s", run_id, image_id, error)
-        saved = queries.save_failure(session, job, error, host)
+        saved = jobs.save_failure(session, job, error, host)
     session.commit()
     if not saved:  # another delivery of this image finished first; its result stands
         return "duplicate"
-    queries.finish_run_if_complete(session, run_id)  # after the commit, so it counts this row
+    jobs.finish_run_if_complete(session, run_id)  # after the commit, so it counts this row
     session.commit()
     return "ok" if error is None else "failed"
 
@@ -107,8 +108,8 @@ def check_input(run_id: int, image_ids: list[int]) -> str:
     """Predict a sample of the run's images as the run feeds them, and store the figures and any warning."""
     with session_factory()() as session:
         try:
-            run, sample = queries.input_check_sample(session, run_id, image_ids)
-        except queries.RunNotFound as missing:
+            run, sample = jobs.input_check_sample(session, run_id, image_ids)
+        except reads.RunNotFound as missing:
             logger.warning("input check skipped: %s", missing)
             return "missing"
         try:
@@ -126,6 +127,6 @@ def check_input(run_id: int, image_ids: list[int]) -> str:
         check["checked_at"] = utcnow().isoformat()
         if check["warning"]:
             logger.warning("run %s: %s", run_id, check["warning"])
-        queries.save_input_check(session, run_id, check)
+        jobs.save_input_check(session, run_id, check)
         session.commit()
         return "warning" if check["warning"] else "ok"

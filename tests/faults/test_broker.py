@@ -13,9 +13,9 @@ import time
 import pytest
 import redis
 
-from core.localstack import RedisServer
+from tests.services import RedisServer
 from tests.faults.stack import IMAGES, Faults, assert_nothing_lost_or_doubled
-from worker.celery import EXPLAIN_TASK
+from worker.messages import EXPLAIN_TASK
 
 pytestmark = pytest.mark.slow  # minutes of real faults; CI runs them
 
