@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -41,6 +41,15 @@ class Settings(BaseSettings):
     max_attempts: int = Field(
         default=3, description="Deliveries of one image before it is stored as failed (poison images end here)."
     )
+
+    @model_validator(mode="after")
+    def _limits_below_the_visibility_timeout(self) -> "Settings":
+        if not self.task_soft_time_limit_s < self.task_time_limit_s < self.visibility_timeout_s:
+            raise ValueError(
+                "time limits must satisfy TASK_SOFT_TIME_LIMIT_S < TASK_TIME_LIMIT_S < VISIBILITY_TIMEOUT_S, "
+                "otherwise Redis redelivers a task that is still running"
+            )
+        return self
 
     @property
     def model_dir(self) -> Path:
