@@ -25,8 +25,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from models.classifier import Classifier, configure_tensorflow, load_classifier
-from models.artifacts import ModelMetadata
-from models.cli import default_model_path
+from models.artifacts import ModelMetadata, default_model_path
 from models.datasets import load_dataset, make_rectangles, smooth_colour_images
 from worker.engine import ARTICLE_PRESET, ExplainParams, explain, fill_perturbed, hidden_image, segment
 

@@ -20,8 +20,9 @@ import numpy as np
 import redis
 from sqlalchemy import func, select
 
-from core.localstack import Worker, postgres_database
-from db import queries
+from producer.local import Worker
+from tests.services import postgres_database
+from db import reads
 from db.migrate import upgrade
 from db.models import Explanation, Image, RunImage
 from db.session import make_engine
@@ -39,13 +40,12 @@ def main() -> None:
     from celery import Celery
     from sqlalchemy.orm import sessionmaker
 
-    from producer import service, sources
-    from worker.engine import ARTICLE_PRESET, ExplainParams
+    from producer import service
 
-    model_path = service.ensure_demo_model("rectangles")
-    model = service.choose_model(model_path)
     # lime's settings (the article's), as when these figures were first taken: the pipeline's overhead is the point
-    params = ExplainParams(**{**ARTICLE_PRESET, "num_samples": args.num_samples})
+    settings = {"dataset": "rectangles", "preset": "article", "num_samples": args.num_samples}
+    warm, benchmark = service.prepare_run(**settings, limit=4), service.prepare_run(**settings, limit=args.images)
+    model_path, params = benchmark.model.path, benchmark.params
     broker = redis.Redis.from_url(REDIS_URL)
     broker.flushdb()
     with postgres_database("limebatch_bench") as database_url:
@@ -60,14 +60,12 @@ def main() -> None:
         worker = Worker(env, concurrency=2).start()
         try:
             # Warm-up: each worker process fetches and loads the model once, as a long-lived worker has.
-            warm = sources.from_builtin("rectangles", model.metadata, 4)
-            warm_id, _ = service.enqueue(Session, app, service.prepare(model, warm, params), name="warm-up")
+            warm_id, _ = service.enqueue(Session, app, warm, name="warm-up")
             service.wait_for_run(Session, warm_id, lambda counts, check: None, poll_s=0.2)
 
-            source = sources.from_builtin("rectangles", model.metadata, args.images)
             cpu_before = cpu_seconds_by_role(worker.process.pid)
             started = datetime.now().astimezone()
-            run_id, sent = service.enqueue(Session, app, service.prepare(model, source, params), name="benchmark")
+            run_id, sent = service.enqueue(Session, app, benchmark, name="benchmark")
             enqueue_s = (datetime.now().astimezone() - started).total_seconds()
             print(f"pipeline: {sent} images stored and sent in {enqueue_s:.2f} s, waiting...", flush=True)
             # the end is read from the rows' commit times, so polling often would only steal CPU
@@ -81,7 +79,7 @@ def main() -> None:
                     select(Image.png).join(RunImage, RunImage.image_id == Image.id)
                     .where(RunImage.run_id == run_id).order_by(RunImage.position)
                 ).all()
-            pipeline_s = (queries.as_utc(last) - started).total_seconds()
+            pipeline_s = (reads.as_utc(last) - started).total_seconds()
         finally:
             worker.stop()
             app.close()
@@ -147,7 +145,7 @@ def sequential_figures(model_path, pngs: list[bytes], params, naive_images: int)
     from benchmarks.engine import naive_seconds
     from models.classifier import configure_tensorflow, load_classifier
     from worker.engine import explain
-    from db.pictures import png_pixels
+    from core.images import png_pixels
 
     configure_tensorflow(1)
     with threadpool_limits(1):

@@ -166,7 +166,7 @@ def main() -> None:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from core.settings import cpu_count
-    from db.summary import describe_settings
+    from report.summary import describe_settings
     from producer.service import ensure_demo_model
     from worker.engine import ARTICLE_PRESET, FAITHFULNESS_REFERENCE, ExplainParams
 

@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import re
-import sys
-from enum import Enum
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from core.cli import fail, failing_on
+from core.cli import OutputFormat, fail, failing_on, write_rows
 from core.settings import settings
-from db import queries
+from db import reads
+from db.models import decode_segments
 from db.session import session_factory
 
 app = typer.Typer(help="The results database: migrations and queries.", no_args_is_help=True, add_completion=False)
 console = Console()
-
-
-class OutputFormat(str, Enum):
-    table = "table"
-    csv = "csv"
-    json = "json"
 
 
 @app.callback()
@@ -48,8 +39,8 @@ def runs() -> None:
     """Every run with its counts."""
     table = Table("id", "name", "status", "images", "ok", "failed", "accuracy", "wall s", "created")
     with session_factory()() as session:
-        for run, counts in queries.list_runs(session):
-            wall = queries.run_wall_seconds(run)
+        for run, counts in reads.list_runs(session):
+            wall = reads.run_wall_seconds(run)
             accuracy = "n/a" if counts.ok and not counts.labelled else "-"
             table.add_row(
                 str(run.id), run.name, run.status, str(counts.total), str(counts.ok), str(counts.failed),
@@ -65,10 +56,10 @@ def misclassified(
     format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table | csv | json."),
 ) -> None:
     """The images the model got wrong in a run, most confident mistakes first."""
-    with session_factory()() as session, failing_on(queries.RunNotFound):
-        found = queries.find_run(session, run)
-        rows = queries.misclassified(session, found.id)
-    write_rows(rows, queries.MISCLASSIFIED_COLUMNS, format, title=f"misclassified in run {found.id} ({found.name})")
+    with session_factory()() as session, failing_on(reads.RunNotFound):
+        found = reads.find_run(session, run)
+        rows = reads.misclassified(session, found.id)
+    write_rows(rows, reads.MISCLASSIFIED_COLUMNS, format, title=f"misclassified in run {found.id} ({found.name})")
 
 
 @app.command()
@@ -93,30 +84,15 @@ def sql(
     write_rows(rows, columns, format, title=f"{len(rows)} rows")
 
 
-def write_rows(rows: list[dict], columns, format: OutputFormat, title: str) -> None:
-    if format is OutputFormat.json:
-        json.dump(rows, sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
-    elif format is OutputFormat.csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(columns))
-        writer.writeheader()
-        writer.writerows(rows)
-    else:
-        table = Table(*columns, title=title)
-        for row in rows:
-            table.add_row(*(f"{v:.4f}" if isinstance(v, float) else "-" if v is None else str(v) for v in row.values()))
-        console.print(table)
-
-
 @app.command()
 def show(
     image: int = typer.Argument(..., help="Image id."),
     run: str = typer.Option(..., help="Run id or name."),
 ) -> None:
     """One explained image: probabilities, weights per label, scores, where the image came from."""
-    with session_factory()() as session, failing_on(queries.RunNotFound):
-        found = queries.find_run(session, run)
-        details = queries.explanation_details(session, found.id, image_id=image)
+    with session_factory()() as session, failing_on(reads.RunNotFound):
+        found = reads.find_run(session, run)
+        details = reads.explanation_details(session, found.id, image_id=image)
     if not details:
         fail(f"run {found.id} has no finished explanation of image {image}")
     detail = details[0]
@@ -158,10 +134,10 @@ def compare(
     format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table | csv | json."),
 ) -> None:
     """Images explained in both runs whose prediction changed (e.g. two models on the same set)."""
-    with session_factory()() as session, failing_on(queries.RunNotFound):
-        a, b = queries.find_run(session, run_a), queries.find_run(session, run_b)
-        rows = queries.prediction_changes(session, a.id, b.id)
-    write_rows(rows, queries.CHANGE_COLUMNS, format, title=f"predictions that changed from run {a.id} to run {b.id}")
+    with session_factory()() as session, failing_on(reads.RunNotFound):
+        a, b = reads.find_run(session, run_a), reads.find_run(session, run_b)
+        rows = reads.prediction_changes(session, a.id, b.id)
+    write_rows(rows, reads.CHANGE_COLUMNS, format, title=f"predictions that changed from run {a.id} to run {b.id}")
 
 
 @app.command()
@@ -174,17 +150,17 @@ def export(
     and a heatmap of every superpixel's weight with a colour bar; three more for the true label when it differs."""
     from rich.progress import track
 
-    from db import pictures
+    from report import pictures
 
-    with session_factory()() as session, failing_on(queries.RunNotFound):
-        found = queries.find_run(session, run)
-        details = queries.explanation_details(session, found.id, misclassified_only=misclassified_only)
+    with session_factory()() as session, failing_on(reads.RunNotFound):
+        found = reads.find_run(session, run)
+        details = reads.explanation_details(session, found.id, misclassified_only=misclassified_only)
     out.mkdir(parents=True, exist_ok=True)
     written = 0
     for detail in track(details, description="drawing", console=console):
         row = detail.explanation
         image = pictures.decode_png(detail.image.png)
-        segments = queries.decode_segments(row.segments)
+        segments = decode_segments(row.segments)
         stem = (
             f"image{row.image_id:06d}_true-{safe_name(detail.label_name(row.true_label))}"
             f"_pred-{safe_name(detail.label_name(row.predicted_label))}"
@@ -207,12 +183,12 @@ def report(
     output: Path = typer.Option(Path("report.html"), "-o", "--output", help="Where to write the HTML file."),
 ) -> None:
     """A self-contained HTML report: summary, confusion matrix, gallery of the misclassified images."""
-    from db.report import write_report
+    from report.html import write_report
 
-    with session_factory()() as session, failing_on(queries.RunNotFound):
-        found = queries.find_run(session, run)
+    with session_factory()() as session, failing_on(reads.RunNotFound):
+        found = reads.find_run(session, run)
         with console.status("drawing the misclassified images..."):
-            shown = write_report(session, found.id, output)
+            shown = write_report(session, found, output)
     console.print(f"{output}: run {found.id}, {shown} misclassified images")
 
 

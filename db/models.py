@@ -5,7 +5,10 @@ The schema itself is made by Alembic (`python -m db upgrade`), never by `create_
 
 from __future__ import annotations
 
+import io
 from datetime import datetime, timezone
+
+import numpy as np
 
 from sqlalchemy import (
     JSON,
@@ -23,8 +26,22 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
+FINISHED = ("ok", "failed")  # an explanation's status once no delivery will change it
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def encode_segments(segments: np.ndarray) -> bytes:
+    """The segment map as stored in `explanations.segments`: a compressed .npz of uint16 ids."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, segments=segments.astype(np.uint16))
+    return buffer.getvalue()
+
+
+def decode_segments(blob: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(blob))["segments"].astype(np.int32)
 
 
 class Base(DeclarativeBase):

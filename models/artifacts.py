@@ -39,11 +39,15 @@ class ModelMetadata:
 
 
 def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def default_model_path(dataset: str) -> Path:
+    """Where a built-in data set's demo model lives unless told otherwise: DATA_DIR/models/<dataset>.keras."""
+    from core.settings import settings
+
+    return settings.model_dir / f"{dataset}.keras"
 
 
 def metadata_path(model_path: str | Path) -> Path:

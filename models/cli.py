@@ -10,18 +10,13 @@ import typer
 from rich.console import Console
 
 from core.cli import fail, failing_on
-from core.settings import settings
+from models.artifacts import default_model_path
 from models.cnn import PRESETS
 from models.contract import PREPROCESS_FAMILIES
 from models.datasets import DATASET_NAMES
 
 app = typer.Typer(help="Demo data sets and the article's CNN.", no_args_is_help=True, add_completion=False)
 console = Console()
-
-
-def default_model_path(dataset: str) -> Path:
-    """Where `train` puts a demo model unless told otherwise: DATA_DIR/models/<dataset>.keras."""
-    return settings.model_dir / f"{dataset}.keras"
 
 
 @app.callback()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 import time
 from pathlib import Path
@@ -14,10 +15,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from core.cli import USAGE_ERROR, fail, failing_on
-from db import queries
+from core.cli import USAGE_ERROR, OutputFormat, fail, failing_on, write_rows
+from db import reads
 from db.session import session_factory
-from db.summary import RunSummary, check_line, describe_settings, summarise_run
+from report.summary import RunSummary, check_line, describe_settings, summarise_run
 from models.contract import PREPROCESS_FAMILIES
 from models.datasets import DATASET_NAMES
 
@@ -30,137 +31,97 @@ def main() -> None:
     """Send images to the workers and follow the runs."""
 
 
-DATASET = typer.Option(None, help=f"Built-in data set's validation split: {' | '.join(DATASET_NAMES)} (default rectangles).")
-FOLDER = typer.Option(None, help="A folder with one sub-folder of PNG/JPEG images per class.")
-NPZ = typer.Option(None, help="An .npz file with images X (n, H, W[, C]) and labels y (n,).")
-MODEL = typer.Option(None, help="A .keras model (default: the data set's demo model, trained if missing).")
-NAME = typer.Option(None, help="Run name (default: source and time).")
-NUM_SAMPLES = typer.Option(None, help="LIME perturbations per image (default: the benchmarked default, see README).")
-SEGMENTATION = typer.Option(None, help="quickshift (lime's defaults) | slic (default: the benchmarked default).")
-N_SEGMENTS = typer.Option(None, help="SLIC: about how many superpixels.")
-HIDE = typer.Option(
-    None, help="What a hidden superpixel shows: mean (its own mean colour, lime's) | grey | black | blur | a number in "
-    "[0, 1] (that share of the value range).",
-)
-PRESET = typer.Option(None, help="article: the article's exact settings (quickshift, mean fill, 1000 samples).")
-STABILITY = typer.Option(
-    0, metavar="K", help="Also explain each image with K more seeds and store how much its top 5 superpixels agree.",
-)
-TOP_LABELS = typer.Option(None, help="Explain the K most probable labels (default: predicted and true).")
-SEED = typer.Option(0, help="LIME's random seed (results depend only on image, model, parameters and seed).")
-LIMIT = typer.Option(None, help="Only the first N images.")
-RESIZE = typer.Option(False, "--resize", help="Scale images of another size to the model's input (otherwise refused).")
-VALUE_RANGE = typer.Option(
-    None, "--value-range", metavar="LOW,HIGH",
-    help="Pixel values the model wants, e.g. 0,255 (default: the model's metadata file, else inferred from its "
-    "first layer, Rescaling(1/255) -> 0,255, else 0,1).",
-)
-PREPROCESS = typer.Option(
-    None, help="keras.applications preprocessing the model expects (images go in as 0..255): "
-    f"{' | '.join(PREPROCESS_FAMILIES)}.",
-)
-SKIP_BAD = typer.Option(
-    False, "--skip-bad", help="Explain the good images and record the bad ones on the run (default: list them all, stop).",
-)
+# The options `enqueue` and `local` share, declared once: run_options() adds them to both commands' signatures.
+RUN_OPTIONS = {
+    "dataset": (Optional[str], typer.Option(
+        None, help=f"Built-in data set's validation split: {' | '.join(DATASET_NAMES)} (default rectangles).")),
+    "folder": (Optional[Path], typer.Option(None, help="A folder with one sub-folder of PNG/JPEG images per class.")),
+    "npz": (Optional[Path], typer.Option(None, help="An .npz file with images X (n, H, W[, C]) and, optionally, labels y (n,).")),
+    "model": (Optional[Path], typer.Option(None, help="A .keras model (default: the data set's demo model, trained if missing).")),
+    "name": (Optional[str], typer.Option(None, help="Run name (default: source and time).")),
+    "num_samples": (Optional[int], typer.Option(
+        None, help="LIME perturbations per image (default: the benchmarked default, see README).")),
+    "segmentation": (Optional[str], typer.Option(
+        None, help="quickshift (lime's defaults) | slic (default: the benchmarked default).")),
+    "n_segments": (Optional[int], typer.Option(None, help="SLIC: about how many superpixels.")),
+    "hide": (Optional[str], typer.Option(
+        None, help="What a hidden superpixel shows: mean (its own mean colour, lime's) | grey | black | blur | a number "
+        "in [0, 1] (that share of the value range).")),
+    "preset": (Optional[str], typer.Option(
+        None, help="article: the article's exact settings (quickshift, mean fill, 1000 samples).")),
+    "stability": (int, typer.Option(
+        0, metavar="K", help="Also explain each image with K more seeds and store how much its top 5 superpixels agree.")),
+    "top_labels": (Optional[int], typer.Option(None, help="Explain the K most probable labels (default: predicted and true).")),
+    "seed": (int, typer.Option(0, help="LIME's random seed (results depend only on image, model, parameters and seed).")),
+    "limit": (Optional[int], typer.Option(None, help="Only the first N images.")),
+    "resize": (bool, typer.Option(
+        False, "--resize", help="Scale images of another size to the model's input (otherwise refused).")),
+    "value_range": (Optional[str], typer.Option(
+        None, "--value-range", metavar="LOW,HIGH",
+        help="Pixel values the model wants, e.g. 0,255 (default: the model's metadata file, else inferred from its "
+        "first layer, Rescaling(1/255) -> 0,255, else 0,1).")),
+    "preprocess": (Optional[str], typer.Option(
+        None, help="keras.applications preprocessing the model expects (images go in as 0..255): "
+        f"{' | '.join(PREPROCESS_FAMILIES)}.")),
+    "skip_bad": (bool, typer.Option(
+        False, "--skip-bad", help="Explain the good images and record the bad ones on the run (default: list them all, stop).")),
+}
+
+
+def run_options(command):
+    """Give a command that takes **options the shared RUN_OPTIONS as typer parameters, ahead of its own."""
+    own = [p for p in inspect.signature(command).parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+        for name, (annotation, option) in RUN_OPTIONS.items()
+    ]
+    command.__signature__ = inspect.Signature([*shared, *(p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own)])
+    return command
 
 
 @app.command()
+@run_options
 def enqueue(
-    dataset: Optional[str] = DATASET,
-    folder: Optional[Path] = FOLDER,
-    npz: Optional[Path] = NPZ,
-    model: Optional[Path] = MODEL,
-    name: Optional[str] = NAME,
-    num_samples: Optional[int] = NUM_SAMPLES,
-    segmentation: Optional[str] = SEGMENTATION,
-    n_segments: Optional[int] = N_SEGMENTS,
-    hide: Optional[str] = HIDE,
-    preset: Optional[str] = PRESET,
-    stability: int = STABILITY,
-    top_labels: Optional[int] = TOP_LABELS,
-    seed: int = SEED,
-    limit: Optional[int] = LIMIT,
-    resize: bool = RESIZE,
-    value_range: Optional[str] = VALUE_RANGE,
-    preprocess: Optional[str] = PREPROCESS,
-    skip_bad: bool = SKIP_BAD,
     wait: bool = typer.Option(False, "--wait/--no-wait", help="Follow the run with a progress bar until it ends."),
+    **options,
 ) -> None:
     """Create a run, store its images, send one task per image, print the run id."""
     from worker.celery import app as celery_app
 
-    prepared = prepare_run(
-        dataset=dataset, folder=folder, npz=npz, model=model, num_samples=num_samples, segmentation=segmentation,
-        n_segments=n_segments, hide=hide, preset=preset, stability=stability, top_labels=top_labels, seed=seed,
-        limit=limit, resize=resize,
-        value_range=value_range, preprocess=preprocess, skip_bad=skip_bad,
-    )
-    run_id = send_run(celery_app, name, prepared)
+    name = options.pop("name")
+    run_id = send_run(celery_app, name, prepare_run(**options))
     if wait:
         follow(run_id)
     else:
         console.print(f"the input check and progress: python -m producer status {run_id}")
 
 
-def prepare_run(
-    *, dataset, folder, npz, model, num_samples, segmentation, n_segments, hide, preset, stability, top_labels, seed,
-    limit, resize,
-    value_range, preprocess, skip_bad,
-):
-    """Check the options, pick the model (training the demo one if missing), read the source and fit it to
-    the model; every image that cannot be explained is listed at once."""
-    from models.contract import ContractError, parse_value_range
+def prepare_run(**options):
+    """The service's preparation, its errors as one-line messages (every unusable image listed), what it did
+    printed."""
+    from models.contract import ContractError
     from producer import service, sources
-    from worker.engine import ARTICLE_PRESET, ExplainParams
 
-    if sum(x is not None for x in (dataset, folder, npz)) > 1:
-        fail("give one source: --dataset, --folder or --npz")
-    if limit is not None and limit < 1:
-        fail(f"--limit must be at least 1, got {limit}")
-    if dataset is not None and dataset not in DATASET_NAMES:
-        fail(f"unknown data set {dataset!r}; choose one of {', '.join(DATASET_NAMES)}")
-    if preset not in (None, "article"):
-        fail(f"unknown --preset {preset!r}; the one preset is article")
-    with failing_on(ValueError):
-        given = {"num_samples": num_samples, "segmentation": segmentation, "n_segments": n_segments, "hide": hide}
-        params = ExplainParams(**{
-            **(ARTICLE_PRESET if preset == "article" else {}), **{k: v for k, v in given.items() if v is not None},
-            "top_labels": top_labels, "seed": seed, "stability_seeds": stability,
-        })
-
-    with failing_on(service.EnqueueError, sources.SourceError, ContractError):
-        wanted_range = parse_value_range(value_range) if value_range is not None else None
-        if folder is None and npz is None:
-            dataset = dataset or "rectangles"
-            model = model or service.ensure_demo_model(dataset, echo=console.print)
-        elif model is None:
-            fail("--model is required with --folder or --npz")
-        choice = service.choose_model(model, value_range=wanted_range, preprocess=preprocess)
-        if folder is not None:
-            source = sources.from_folder(folder, limit)
-        elif npz is not None:
-            source = sources.from_npz(npz, limit)
-        else:
-            source = sources.from_builtin(dataset, choice.metadata, limit)
-    for note in source.ignored:
-        console.print(f"ignored {note}")
     try:
-        prepared = service.prepare(choice, source, params, resize=resize, skip_bad=skip_bad)
+        prepared = service.prepare_run(**options, echo=console.print)
     except service.BadFilesError as error:
         list_bad_files(error)
-    except service.EnqueueError as error:
+    except (service.EnqueueError, sources.SourceError, ContractError, ValueError) as error:
         fail(str(error))
+    source, contract = prepared.source, prepared.model.contract
+    for note in source.ignored:
+        console.print(f"ignored {note}")
     if prepared.resized:
-        height, width = choice.metadata.input_shape[:2]
+        height, width = prepared.model.metadata.input_shape[:2]
         console.print(f"resized {prepared.resized} images to {height}x{width}")
     if source.bad:
         console.print(f"[yellow]skipping {len(source.bad)} images that cannot be explained[/] (recorded on the run):")
         for bad in source.bad:
             console.print(f"  {bad.reason}", markup=False, highlight=False)
-    console.print(f"input: {choice.contract.describe()}")
-    for note in choice.contract.notes:
+    console.print(f"input: {contract.describe()}")
+    for note in contract.notes:
         console.print(f"  {note}", markup=False, highlight=False)
-    console.print(f"explaining with: {describe_settings(params.to_dict())}", markup=False, highlight=False)
+    console.print(f"explaining with: {describe_settings(prepared.params.to_dict())}", markup=False, highlight=False)
     return prepared
 
 
@@ -192,27 +153,11 @@ def send_run(celery_app, name, prepared) -> int:
 
 
 @app.command()
+@run_options
 def local(
-    dataset: Optional[str] = DATASET,
-    folder: Optional[Path] = FOLDER,
-    npz: Optional[Path] = NPZ,
-    model: Optional[Path] = MODEL,
-    name: Optional[str] = NAME,
-    num_samples: Optional[int] = NUM_SAMPLES,
-    segmentation: Optional[str] = SEGMENTATION,
-    n_segments: Optional[int] = N_SEGMENTS,
-    hide: Optional[str] = HIDE,
-    preset: Optional[str] = PRESET,
-    stability: int = STABILITY,
-    top_labels: Optional[int] = TOP_LABELS,
-    seed: int = SEED,
-    limit: Optional[int] = LIMIT,
-    resize: bool = RESIZE,
-    value_range: Optional[str] = VALUE_RANGE,
-    preprocess: Optional[str] = PREPROCESS,
-    skip_bad: bool = SKIP_BAD,
     workers: int = typer.Option(0, help="Local worker processes (0: one per core)."),
     resume_run: Optional[str] = typer.Option(None, "--resume", help="Finish this run (id or name) instead of starting one."),
+    **options,
 ) -> None:
     """The whole job on this machine, no Docker, Redis or PostgreSQL needed.
 
@@ -221,69 +166,49 @@ def local(
     workers, sends the run, shows its progress, stops the workers, and prints the summary and the
     misclassified images. Ctrl-C stops the workers and leaves the run resumable with --resume.
     """
-    from core.localstack import Worker
     from core.settings import cpu_count, settings
     from producer import service
-    from worker import local_broker
-    from worker.celery import app as celery_app, use_broker
+    from producer.local import local_workers
 
     if workers < 0:
         fail(f"--workers must be 0 or more, got {workers}")
     processes = workers or cpu_count()
-    broker = settings.celery_broker_url
-    if "celery_broker_url" not in settings.model_fields_set:
-        broker = local_broker.url_for((settings.data_dir / "broker.db").resolve())
-    use_broker(celery_app, broker)
-    env = {
-        "DATABASE_URL": settings.database, "CELERY_BROKER_URL": broker, "DATA_DIR": str(settings.data_dir.resolve()),
-        "WORKER_CONCURRENCY": str(processes),
-    }
+    name = options.pop("name")
     prepared = None
     if resume_run is None:  # the model first: training it while the workers start would slow both
-        prepared = prepare_run(
-            dataset=dataset, folder=folder, npz=npz, model=model, num_samples=num_samples,
-            segmentation=segmentation, n_segments=n_segments, hide=hide, preset=preset, stability=stability,
-            top_labels=top_labels, seed=seed, limit=limit,
-            resize=resize, value_range=value_range, preprocess=preprocess, skip_bad=skip_bad,
-        )
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    worker = Worker(env, concurrency=processes, log=settings.data_dir / "local-worker.log", name="local@%h")
-    console.print(f"starting {processes} local worker processes (log: {worker.log})")
-    worker.start(ready_timeout=None)
+        prepared = prepare_run(**options)
     run_id = None
-    try:
-        if resume_run is not None:
-            _migrate()
-            with failing_on(service.EnqueueError, queries.RunNotFound):
-                run_id, sent = service.resume(session_factory(), celery_app, resume_run)
-            console.print(f"run {run_id}: {sent} images sent again")
-        else:
-            run_id = send_run(celery_app, name, prepared)
-        follow(run_id, summary=False, watch=lambda: worker.alive() or fail(f"the local workers exited; see {worker.log}"))
-    except KeyboardInterrupt:
-        console.print("\n[bold]interrupted[/]: stopping the workers...")
-        worker.stop()
-        if run_id is not None:
-            console.print(f"run {run_id} is resumable: python -m producer local --resume {run_id}")
-        raise typer.Exit(130)
-    finally:
-        worker.stop()
+    with local_workers(processes) as (celery_app, worker):
+        console.print(f"started {processes} local worker processes (log: {worker.log})")
+        try:
+            if resume_run is not None:
+                _migrate()
+                with failing_on(service.EnqueueError, reads.RunNotFound):
+                    run_id, sent = service.resume(session_factory(), celery_app, resume_run)
+                console.print(f"run {run_id}: {sent} images sent again")
+            else:
+                run_id = send_run(celery_app, name, prepared)
+            follow(run_id, summary=False, watch=lambda: worker.alive() or fail(f"the local workers exited; see {worker.log}"))
+        except KeyboardInterrupt:
+            console.print("\n[bold]interrupted[/]: stopping the workers...")
+            worker.stop()
+            if run_id is not None:
+                console.print(f"run {run_id} is resumable: python -m producer local --resume {run_id}")
+            raise typer.Exit(130)
     with session_factory()() as session:
-        summary = summarise_run(session, queries.find_run(session, run_id))
-        rows = queries.misclassified(session, run_id)
+        summary = summarise_run(session, reads.find_run(session, run_id))
+        rows = reads.misclassified(session, run_id)
     print_summary(summary)
     if summary.counts.labelled:
-        from db.cli import OutputFormat, write_rows
-
-        write_rows(rows, queries.MISCLASSIFIED_COLUMNS, OutputFormat.table, title=f"misclassified in run {run_id}")
+        write_rows(rows, reads.MISCLASSIFIED_COLUMNS, OutputFormat.table, title=f"misclassified in run {run_id}")
     console.print(f"results: {settings.database}  (python -m db misclassified --run {run_id})")
 
 
 @app.command()
 def status(run: str = typer.Argument(..., help="Run id or name.")) -> None:
     """Counts and timing of a run."""
-    with session_factory()() as session, failing_on(queries.RunNotFound):
-        summary = summarise_run(session, queries.find_run(session, run))
+    with session_factory()() as session, failing_on(reads.RunNotFound):
+        summary = summarise_run(session, reads.find_run(session, run))
     print_summary(summary)
 
 
@@ -296,7 +221,7 @@ def resume(
     from producer import service
     from worker.celery import app as celery_app
 
-    with failing_on(service.EnqueueError, queries.RunNotFound):
+    with failing_on(service.EnqueueError, reads.RunNotFound):
         run_id, sent = service.resume(session_factory(), celery_app, run)
     console.print(f"run {run_id}: {sent} images sent again")
     if wait and sent:
@@ -330,7 +255,7 @@ def follow(run_id: int, summary: bool = True, watch=None) -> None:
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("explaining", total=None, run=run_id, failed=0, remaining="?", rate="", eta="?")
 
-        def update(counts: queries.RunCounts, check: dict | None) -> None:
+        def update(counts: reads.RunCounts, check: dict | None) -> None:
             nonlocal first_finished, check_shown
             if watch is not None:
                 watch()
@@ -348,7 +273,7 @@ def follow(run_id: int, summary: bool = True, watch=None) -> None:
         wait_for_run(Session, run_id, update)
     if summary:
         with Session() as session:
-            print_summary(summarise_run(session, queries.find_run(session, run_id)))
+            print_summary(summarise_run(session, reads.find_run(session, run_id)))
 
 
 def progress_figures(finished: int, remaining: int, elapsed_s: float) -> tuple[str, str]:

@@ -6,6 +6,7 @@ name, so it starts fast and runs where TensorFlow is not installed.
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import time
@@ -16,10 +17,12 @@ from pathlib import Path
 from sqlalchemy import delete, exists
 from sqlalchemy.orm import Session
 
-from db import queries
+from db import jobs, reads, runs
 from db.models import Image, Run, RunImage
-from models.artifacts import ModelFileError, ModelMetadata, file_sha256, read_metadata, summarise_keras_file
-from models.contract import ContractError, InputContract, decide_contract
+from models.artifacts import (
+    ModelFileError, ModelMetadata, default_model_path, read_metadata, summarise_keras_file,
+)
+from models.contract import ContractError, InputContract, decide_contract, parse_value_range
 from producer.sources import LoadedSource, Rejected, SourceError
 from worker.engine import ExplainParams
 from worker.input_check import sample_positions
@@ -46,15 +49,9 @@ class ModelChoice:
     contract: InputContract
 
 
-def demo_model_path(dataset: str) -> Path:
-    from models.cli import default_model_path
-
-    return default_model_path(dataset)
-
-
 def ensure_demo_model(dataset: str, echo=print) -> Path:
     """The demo model for a built-in data set, trained first (in a subprocess) if it is missing."""
-    path = demo_model_path(dataset)
+    path = default_model_path(dataset)
     if not path.exists():
         echo(f"no demo model at {path}: training it (about half a minute)...")
         done = subprocess.run(
@@ -78,7 +75,7 @@ def choose_model(
     if summary.has_lambda:
         raise EnqueueError(f"{path.name} holds a Lambda layer (arbitrary Python code); refused, nothing was executed")
     content = path.read_bytes()
-    sha256 = file_sha256(path)
+    sha256 = hashlib.sha256(content).hexdigest()  # the bytes the run stores, read once
     metadata = read_metadata(path)
     if metadata is not None and metadata.sha256 and metadata.sha256 != sha256:
         raise EnqueueError(
@@ -114,6 +111,52 @@ def run_class_names(model: ModelChoice, source: LoadedSource) -> list[str]:
         if image.true_label is not None:
             image.true_label = names.index(source.class_names[image.true_label])
     return names
+
+
+def prepare_run(
+    *, dataset: str | None = None, folder: Path | None = None, npz: Path | None = None, model: Path | None = None,
+    num_samples: int | None = None, segmentation: str | None = None, n_segments: int | None = None,
+    hide: str | None = None, preset: str | None = None, stability: int = 0, top_labels: int | None = None,
+    seed: int = 0, limit: int | None = None, resize: bool = False, value_range: str | None = None,
+    preprocess: str | None = None, skip_bad: bool = False, echo=print,
+) -> "PreparedRun":
+    """A run from the producer's options, ready to store: the explanation settings (a preset, then the options
+    given), the model (the demo one trained if missing) and its input contract, the source read and fitted.
+
+    Raises EnqueueError, SourceError, ContractError or ValueError (bad settings) with a one-line message, or
+    BadFilesError listing every image that cannot be explained.
+    """
+    from models.datasets import DATASET_NAMES
+    from producer import sources
+    from worker.engine import ARTICLE_PRESET
+
+    if sum(x is not None for x in (dataset, folder, npz)) > 1:
+        raise EnqueueError("give one source: --dataset, --folder or --npz")
+    if limit is not None and limit < 1:
+        raise EnqueueError(f"--limit must be at least 1, got {limit}")
+    if dataset is not None and dataset not in DATASET_NAMES:
+        raise EnqueueError(f"unknown data set {dataset!r}; choose one of {', '.join(DATASET_NAMES)}")
+    if preset not in (None, "article"):
+        raise EnqueueError(f"unknown --preset {preset!r}; the one preset is article")
+    given = {"num_samples": num_samples, "segmentation": segmentation, "n_segments": n_segments, "hide": hide}
+    params = ExplainParams(**{
+        **(ARTICLE_PRESET if preset == "article" else {}), **{k: v for k, v in given.items() if v is not None},
+        "top_labels": top_labels, "seed": seed, "stability_seeds": stability,
+    })
+    wanted_range = parse_value_range(value_range) if value_range is not None else None
+    if folder is None and npz is None:
+        dataset = dataset or "rectangles"
+        model = model or ensure_demo_model(dataset, echo=echo)
+    elif model is None:
+        raise EnqueueError("--model is required with --folder or --npz")
+    choice = choose_model(Path(model), value_range=wanted_range, preprocess=preprocess)
+    if folder is not None:
+        source = sources.from_folder(folder, limit)
+    elif npz is not None:
+        source = sources.from_npz(npz, limit)
+    else:
+        source = sources.from_builtin(dataset, choice.metadata, limit)
+    return prepare(choice, source, params, resize=resize, skip_bad=skip_bad)
 
 
 @dataclass
@@ -198,13 +241,13 @@ def enqueue(session_factory, app, prepared: PreparedRun, *, name: str | None = N
     If anything fails on the way (the broker, the database, Ctrl-C), the run and the images only it
     brought are removed again; tasks already sent for it then find no run and do nothing.
     """
-    from worker.celery import send_explain_tasks, send_input_check
+    from worker.messages import send_explain_tasks, send_input_check
 
     check_broker(app)
     model, source, contract = prepared.model, prepared.source, prepared.model.contract
     with session_factory() as session:
-        queries.store_model_file(session, model.sha256, model.content, _metadata_dict(model.metadata))
-        run = queries.create_run(
+        runs.store_model_file(session, model.sha256, model.content, _metadata_dict(model.metadata))
+        run = runs.create_run(
             session, name=name or default_run_name(source), model_path=str(model.path.resolve()),
             model_sha256=model.sha256, class_names=prepared.class_names, params=prepared.params.to_dict(),
             source=source.description, value_range=list(contract.value_range), preprocess=contract.preprocess,
@@ -219,7 +262,7 @@ def enqueue(session_factory, app, prepared: PreparedRun, *, name: str | None = N
             with app.producer_or_acquire() as producer:
                 for number, positions in enumerate(chunks):
                     chunk = [(position, source.images[position].as_new_image()) for position in positions]
-                    to_send, new = queries.add_images(session, run, chunk)
+                    to_send, new = runs.add_images(session, run, chunk)
                     session.commit()
                     created += new
                     if number == 0:
@@ -228,7 +271,7 @@ def enqueue(session_factory, app, prepared: PreparedRun, *, name: str | None = N
                     sent += len(to_send)
             run.status = "running"
             session.commit()
-            queries.finish_run_if_complete(session, run_id)  # in case the workers were faster than us
+            jobs.finish_run_if_complete(session, run_id)  # in case the workers were faster than us
             session.commit()
         except BaseException as error:
             session.rollback()
@@ -242,22 +285,22 @@ def enqueue(session_factory, app, prepared: PreparedRun, *, name: str | None = N
 def resume(session_factory, app, run_ref: str) -> tuple[int, int]:
     """Send again every image of the run that has no finished result, and its input check if that never
     finished. Returns (run id, images sent)."""
-    from worker.celery import send_explain_tasks, send_input_check
+    from worker.messages import send_explain_tasks, send_input_check
 
     check_broker(app)
     with session_factory() as session:
-        run = queries.find_run(session, run_ref)
-        missing = queries.images_without_result(session, run.id)
+        run = reads.find_run(session, run_ref)
+        missing = runs.images_without_result(session, run.id)
         if missing or run.status != "done":  # also completes a run whose producer died after sending
             run.status = "running"
             run.finished_at = None
             session.commit()
         if run.input_check is None:
-            members = queries.run_labels(session, run.id)
+            members = runs.run_labels(session, run.id)
             checked = sample_positions([label for _, label in members])
             send_input_check(app, run.id, [members[position][0] for position in checked])
         send_explain_tasks(app, run.id, missing)
-        queries.finish_run_if_complete(session, run.id)
+        jobs.finish_run_if_complete(session, run.id)
         session.commit()
         return run.id, len(missing)
 
@@ -274,11 +317,11 @@ def _safe_url(url: str) -> str:
     return maybe_sanitize_url(url)
 
 
-def wait_for_run(session_factory, run_id: int, on_progress, poll_s: float = 0.5) -> queries.RunCounts:
+def wait_for_run(session_factory, run_id: int, on_progress, poll_s: float = 0.5) -> reads.RunCounts:
     """Poll the run until every image is finished, calling on_progress(counts, input check or None) each time."""
     while True:
         with session_factory() as session:
-            counts = queries.run_counts(session, run_id)
+            counts = reads.run_counts(session, run_id)
             check = session.get(Run, run_id).input_check
         on_progress(counts, check)
         if counts.remaining == 0:
@@ -287,6 +330,7 @@ def wait_for_run(session_factory, run_id: int, on_progress, poll_s: float = 0.5)
 
 
 __all__ = [
-    "BadFilesError", "EnqueueError", "SourceError", "choose_model", "enqueue", "ensure_demo_model", "prepare", "resume",
+    "BadFilesError", "EnqueueError", "SourceError", "choose_model", "enqueue", "ensure_demo_model", "prepare",
+    "prepare_run", "resume",
     "wait_for_run",
 ]

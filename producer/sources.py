@@ -43,7 +43,7 @@ class SourceImage:
         return digest.hexdigest()
 
     def as_new_image(self):
-        from db.queries import NewImage
+        from db.runs import NewImage
 
         height, width, channels = self.pixels.shape
         return NewImage(self.sha256, self.png(), self.source, width, height, channels, self.true_label)

@@ -12,19 +12,21 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from db import pictures, queries
-from db.summary import summarise_run
+from db import reads
+from db.models import Run, decode_segments
+from report import pictures
+from report.summary import summarise_run
 
 PAGE_SIZE = 48
 TOP_WEIGHTS = 5
 
 
-def gallery_items(details: list[queries.ExplanationDetail]) -> list[dict]:
+def gallery_items(details: list[reads.ExplanationDetail]) -> list[dict]:
     items = []
     for detail in details:
         row = detail.explanation
         image = pictures.decode_png(detail.image.png)
-        segments = queries.decode_segments(row.segments)
+        segments = decode_segments(row.segments)
         predicted = pictures.overlays(image, segments, detail.weights[row.predicted_label])[0]
         predicted_heat = pictures.heatmap(image, segments, detail.weights[row.predicted_label])
         has_true = row.true_label in detail.weights
@@ -55,12 +57,12 @@ def gallery_items(details: list[queries.ExplanationDetail]) -> list[dict]:
     return items
 
 
-def build_report(session: Session, run_id: int) -> tuple[str, int]:
+def build_report(session: Session, run: Run) -> tuple[str, int]:
     """The report's HTML, and how many misclassified images its gallery holds."""
-    run = queries.find_run(session, run_id)
+    run_id = run.id
     summarised = summarise_run(session, run)
-    confusion = queries.confusion(session, run_id)
-    items = gallery_items(queries.explanation_details(session, run_id, misclassified_only=True))
+    confusion = reads.confusion(session, run_id)
+    items = gallery_items(reads.explanation_details(session, run_id, misclassified_only=True))
 
     summary = [
         ("source", run.source),
@@ -100,9 +102,9 @@ def build_report(session: Session, run_id: int) -> tuple[str, int]:
     return page, len(items)
 
 
-def write_report(session: Session, run_id: int, out: Path) -> int:
+def write_report(session: Session, run: Run, out: Path) -> int:
     """Write the report; returns how many misclassified images its gallery holds."""
-    page, shown = build_report(session, run_id)
+    page, shown = build_report(session, run)
     out.write_text(page, encoding="utf-8")
     return shown
 

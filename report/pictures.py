@@ -8,16 +8,10 @@ import io
 
 import numpy as np
 
+from core.images import png_pixels
+
 TOP_FEATURES = 5  # lime's get_image_and_mask(num_features=5) default, as the article used it
 MIN_SIDE = 192  # small images are scaled up (nearest) so outlines stay visible
-
-
-def png_pixels(blob: bytes) -> np.ndarray:
-    """PNG bytes -> the stored pixels as they are (grey, RGB or RGBA; uint8)."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(blob)) as picture:
-        return np.asarray(picture)
 
 
 def decode_png(blob: bytes) -> np.ndarray:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
-from db import queries
+from db import reads
 from db.models import Run
 from models.contract import format_range
 
@@ -19,15 +19,15 @@ SHOWN_CLASSES = 10
 @dataclass
 class RunSummary:
     run: Run
-    counts: queries.RunCounts
+    counts: reads.RunCounts
     rows: list[tuple[str, str]]
     warnings: list[str] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)  # [{source, reason}] left out with --skip-bad
 
 
-def summarise_run(session: Session, run: Run, counts: queries.RunCounts | None = None) -> RunSummary:
-    counts = counts or queries.run_counts(session, run.id)
-    wall = queries.run_wall_seconds(run)
+def summarise_run(session: Session, run: Run, counts: reads.RunCounts | None = None) -> RunSummary:
+    counts = counts or reads.run_counts(session, run.id)
+    wall = reads.run_wall_seconds(run)
     rows = [
         ("status", run.status),
         ("images", str(counts.total)),
@@ -39,7 +39,7 @@ def summarise_run(session: Session, run: Run, counts: queries.RunCounts | None =
         rows.append(("accuracy", f"{counts.accuracy:.2%} ({counts.correct} of {counts.labelled} labelled images)"))
         rows.append(("misclassified", str(counts.misclassified)))
     elif counts.ok:
-        predicted = queries.predicted_classes(session, run.id)
+        predicted = reads.predicted_classes(session, run.id)
         shown = ", ".join(f"{name}: {n}" for name, n in predicted[:SHOWN_CLASSES])
         more = f", and {len(predicted) - SHOWN_CLASSES} more classes" if len(predicted) > SHOWN_CLASSES else ""
         rows.append(("accuracy", "n/a (no true labels)"))
@@ -47,7 +47,7 @@ def summarise_run(session: Session, run: Run, counts: queries.RunCounts | None =
     else:
         rows.append(("accuracy", "-"))
     rows.append(("explained with", describe_settings(run.params)))
-    faithfulness = queries.faithfulness_means(session, run.id)
+    faithfulness = reads.faithfulness_means(session, run.id)
     if faithfulness is not None:
         deletion, insertion, stability = faithfulness
         rows.append((

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 import sqlalchemy as sa
 
-from core.localstack import postgres_database
+from tests.services import postgres_database
 from db.migrate import upgrade
 
 NOW = datetime(2026, 11, 28, tzinfo=timezone.utc)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from core.localstack import REPO
+from tests.services import REPO
 
 COMPOSE_FILE = REPO / "docker-compose.yml"
 VARIABLE = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")

@@ -12,7 +12,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from core.localstack import RedisServer, postgres_database
+from tests.services import RedisServer, postgres_database
 from tests.deploy import compose
 from tests.faults.stack import Faults, table
 

@@ -11,12 +11,13 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
-from core.localstack import Worker
-from db import queries
-from db.models import Explanation, Run, RunImage, SegmentWeight
+from producer.local import Worker
+from db import reads
+from db.models import FINISHED, Explanation, Run, RunImage, SegmentWeight
 from db.session import make_engine
 from tests.conftest import run_cli
 from tests.pipeline.test_pipeline import run_id_of
+from tests.waiting import wait_for_run
 
 IMAGES = 100
 # Short, so that a task whose worker died comes back in seconds rather than the production hour;
@@ -63,18 +64,13 @@ class Faults:
             "--name", name,
         ).stdout)
 
-    def counts(self, run_id: int) -> queries.RunCounts:
+    def counts(self, run_id: int) -> reads.RunCounts:
         with self.session() as session:
-            return queries.run_counts(session, run_id)
+            return reads.run_counts(session, run_id)
 
-    def wait_finished(self, run_id: int, at_least: int, timeout: float = 240) -> queries.RunCounts:
+    def wait_finished(self, run_id: int, at_least: int, timeout: float = 240) -> reads.RunCounts:
         """Until at least `at_least` images of the run have a finished (ok or failed) result."""
-        deadline = time.monotonic() + timeout
-        while (counts := self.counts(run_id)).finished < at_least:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"run {run_id}: {counts.finished} of {at_least} finished after {timeout} s")
-            time.sleep(0.1)
-        return counts
+        return wait_for_run(self.session, run_id, at_least, timeout)
 
     def signal_a_running_task(
         self, run_id: int, sig: int, image_ids: list[int] | None = None, spare: set[int] = frozenset(),
@@ -133,7 +129,7 @@ class Faults:
             ).all())
             run = session.get(Run, run_id)
         rows_of = {image_id: [r for r in rows if r.image_id == image_id] for image_id in members}
-        finished = {image_id for image_id, own in rows_of.items() if any(r.status in queries.FINISHED for r in own)}
+        finished = {image_id for image_id, own in rows_of.items() if any(r.status in FINISHED for r in own)}
         bad_weights = [
             r for r in rows
             if (r.status == "ok" and weights.get(r.id) != r.n_segments * labels.get(r.id, 0))

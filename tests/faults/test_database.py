@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from core.localstack import PostgresServer
+from tests.services import PostgresServer
 from tests.faults.stack import IMAGES, assert_nothing_lost_or_doubled
 
 pytestmark = pytest.mark.slow  # minutes of real faults; CI runs them

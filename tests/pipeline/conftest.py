@@ -11,7 +11,8 @@ from sqlalchemy.orm import sessionmaker
 
 from db.session import make_engine
 from tests.conftest import run_cli
-from core.localstack import Worker, postgres_database, redis_database
+from producer.local import Worker
+from tests.services import postgres_database, redis_database
 
 
 @dataclass
@@ -59,3 +60,12 @@ def _database(kind: str, tmp: Path):
     from contextlib import nullcontext
 
     return nullcontext(f"sqlite:///{tmp / 'results.db'}")
+
+
+@pytest.fixture(scope="module")
+def first(stack) -> tuple[int, object]:
+    """A finished run of 12 demo images, made once per stack for the tests that read one: (run id, its output)."""
+    from tests.pipeline.test_pipeline import run_id_of
+
+    result = stack.enqueue("--dataset", "rectangles", "--limit", "12", "--name", "first", "--wait")
+    return run_id_of(result.stdout), result

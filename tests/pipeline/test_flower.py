@@ -9,7 +9,8 @@ from pathlib import Path
 
 import requests
 
-from core.localstack import REPO, spare_port, wait_until
+from tests.services import REPO, spare_port
+from tests.waiting import wait_until
 
 
 def test_flower_shows_the_workers_and_tasks_only_to_its_users(stack, tmp_path):

@@ -4,30 +4,20 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 from sqlalchemy import func, select, text
 
-from db import queries
-from db.models import Explanation, Image, Run, RunImage, SegmentWeight
+from db import reads, runs
+
+from db.models import Explanation, Image, Run, RunImage, SegmentWeight, decode_segments
 from tests.conftest import run_cli
-from worker.celery import EXPLAIN_TASK
+from tests.waiting import broker_idle, wait_for_run, wait_until
+from worker.messages import EXPLAIN_TASK
 
 
 def run_id_of(output: str) -> int:
     return int(re.search(r"run (\d+):", output).group(1))
-
-
-def wait_done(stack, run_id: int, timeout: float = 180) -> queries.RunCounts:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with stack.session() as session:
-            counts = queries.run_counts(session, run_id)
-        if counts.remaining == 0:
-            return counts
-        time.sleep(0.3)
-    raise TimeoutError(f"run {run_id} not finished: {counts}")
 
 
 def rows_per_image(stack, run_id: int) -> dict[int, int]:
@@ -42,9 +32,8 @@ def rows_per_image(stack, run_id: int) -> dict[int, int]:
     return {image_id: counted.get(image_id, 0) for image_id in members}
 
 
-def test_enqueue_explains_every_image_exactly_once(stack):
-    result = stack.enqueue("--dataset", "rectangles", "--limit", "12", "--name", "first", "--wait")
-    run_id = run_id_of(result.stdout)
+def test_enqueue_explains_every_image_exactly_once(stack, first):
+    run_id, result = first
     assert "accuracy" in result.stdout and "misclassified" in result.stdout
     assert set(rows_per_image(stack, run_id).values()) == {1}
     with stack.session() as session:
@@ -61,27 +50,27 @@ def test_enqueue_explains_every_image_exactly_once(stack):
                 .group_by(SegmentWeight.label)
             ).all()
             assert areas and all(total == 64 * 64 for _, total in areas)
-            assert queries.decode_segments(row.segments).shape == (64, 64)
+            assert decode_segments(row.segments).shape == (64, 64)
 
 
-def test_the_views_return_what_the_rows_say(stack):
+def test_the_views_return_what_the_rows_say(stack, first):
+    run_id, _ = first
     with stack.session() as session:
-        run_id = queries.find_run(session, "first").id
         rows = session.scalars(select(Explanation).where(Explanation.run_id == run_id)).all()
         names = session.get(Run, run_id).class_names
         wrong = sorted(r.image_id for r in rows if not r.correct)
-        view = queries.misclassified(session, run_id)
+        view = reads.misclassified(session, run_id)
         assert sorted(r["image_id"] for r in view) == wrong
         for entry in view:
             row = next(r for r in rows if r.image_id == entry["image_id"])
             assert entry["true_label"] == names[row.true_label] and entry["predicted_label"] == names[row.predicted_label]
             assert entry["confidence"] == row.confidence and entry["deletion_auc"] == row.deletion_auc
-        confusion = queries.confusion(session, run_id)
+        confusion = reads.confusion(session, run_id)
         assert sum(c["n"] for c in confusion) == len(rows)
         for cell in confusion:
             expected = sum(1 for r in rows if names[r.true_label] == cell["true_label"] and names[r.predicted_label] == cell["predicted_label"])
             assert cell["n"] == expected
-    listed = json.loads(stack.cli("db", "misclassified", "--run", "first", "--format", "json").stdout)
+    listed = json.loads(stack.cli("db", "misclassified", "--run", str(run_id), "--format", "json").stdout)
     assert [r["image_id"] for r in listed] == [r["image_id"] for r in view]
     csv_lines = stack.cli("db", "misclassified", "--run", str(run_id), "--format", "csv").stdout.strip().splitlines()
     assert csv_lines[0].startswith("image_id,source,true_label") and len(csv_lines) == len(view) + 1
@@ -95,17 +84,17 @@ def test_a_task_delivered_twice_leaves_one_row(stack):
     for image_id in images:  # every task delivered twice more, while the first deliveries run
         for _ in range(2):
             stack.celery.send_task(EXPLAIN_TASK, args=[run_id, image_id])
-    wait_done(stack, run_id)
-    time.sleep(2)  # let the duplicate deliveries land too
+    wait_for_run(stack.session, run_id)
+    wait_until(lambda: broker_idle(stack.env["CELERY_BROKER_URL"]), "the duplicate deliveries handled")
     assert set(rows_per_image(stack, run_id).values()) == {1}
     with stack.session() as session:
         assert session.scalar(select(func.count()).select_from(Explanation).where(Explanation.run_id == run_id)) == 4
 
 
-def test_a_broken_image_is_stored_as_failed_and_the_run_completes(stack):
+def test_a_broken_image_is_stored_as_failed_and_the_run_completes(stack, first):
     with stack.session() as session:
-        good = session.get(Run, queries.find_run(session, "first").id)
-        run = queries.create_run(
+        good = session.get(Run, first[0])
+        run = runs.create_run(
             session, name="broken", model_path=good.model_path, model_sha256=good.model_sha256,
             class_names=good.class_names, params=good.params, source="test", value_range=good.value_range,
         )
@@ -122,7 +111,7 @@ def test_a_broken_image_is_stored_as_failed_and_the_run_completes(stack):
         run_id, broken_id, member_ids = run.id, broken.id, [m.image_id for m in images]
     for image_id in member_ids + [broken_id]:
         stack.celery.send_task(EXPLAIN_TASK, args=[run_id, image_id])
-    counts = wait_done(stack, run_id)
+    counts = wait_for_run(stack.session, run_id)
     assert (counts.ok, counts.failed) == (3, 1)
     with stack.session() as session:
         failed = session.scalars(select(Explanation).where(Explanation.run_id == run_id, Explanation.status == "failed")).one()
@@ -138,15 +127,15 @@ def test_resume_completes_a_run_whose_queue_was_lost(stack):
     stack.worker.stop()
     run_id = run_id_of(stack.enqueue("--dataset", "rectangles", "--limit", "6", "--name", "lost").stdout)
     redis.Redis.from_url(stack.env["CELERY_BROKER_URL"]).flushdb()  # the broker lost its queue
-    stack.new_worker().start()
-    time.sleep(3)
+    stack.new_worker().start()  # it answers a ping: it is taking tasks, and there are none
+    assert broker_idle(stack.env["CELERY_BROKER_URL"])
     with stack.session() as session:
-        assert queries.run_counts(session, run_id).finished == 0  # nothing left to deliver
+        assert reads.run_counts(session, run_id).finished == 0  # nothing left to deliver
     result = stack.cli("producer", "resume", "lost", "--wait")
     assert "6 images sent again" in result.stdout
     assert set(rows_per_image(stack, run_id).values()) == {1}
     with stack.session() as session:
-        assert queries.run_counts(session, run_id).ok == 6
+        assert reads.run_counts(session, run_id).ok == 6
     assert "0 images sent again" in stack.cli("producer", "resume", "lost").stdout
 
 
@@ -160,19 +149,21 @@ def test_tensorflow_lives_only_in_the_worker_children(stack):
     assert all("libtensorflow" in maps(pid) for pid in children)
 
 
-def test_the_readme_queries_run_on_this_database(stack):
+def test_the_readme_queries_run_on_this_database(stack, first):
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    queries_in_readme = re.findall(r"```sql\n(.*?)```", readme, flags=re.S)
-    assert len(queries_in_readme) >= 5
+    # the README's queries name run 1: here they ask for the run this test made
+    queries_in_readme = [
+        sql.replace("run_id = 1", f"run_id = {first[0]}") for sql in re.findall(r"```sql\n(.*?)```", readme, flags=re.S)
+    ]
+    assert len(queries_in_readme) >= 5 and all(f"run_id = {first[0]}" in sql for sql in queries_in_readme)
     with stack.session() as session:
-        assert queries.find_run(session, "first").id == 1  # the README's queries name run 1
         for sql in queries_in_readme:
             session.execute(text(sql)).all()
         mistakes = session.execute(text(queries_in_readme[0])).all()
-        assert len(mistakes) == len(queries.misclassified(session, 1)[:10])
+        assert len(mistakes) == len(reads.misclassified(session, first[0])[:10])
 
 
-def test_a_model_file_replaced_after_enqueue_does_not_change_the_run(stack, tmp_path):
+def test_a_model_file_replaced_after_enqueue_does_not_change_the_run(stack, first, tmp_path):
     import shutil
 
     copy = tmp_path / "mine.keras"
@@ -183,15 +174,14 @@ def test_a_model_file_replaced_after_enqueue_does_not_change_the_run(stack, tmp_
         "--limit", "12", "--name", "replaced",
     ).stdout)
     copy.write_bytes(b"not a model any more")  # the user's file changes while the run goes on
-    wait_done(stack, run_id)
+    wait_for_run(stack.session, run_id)
     with stack.session() as session:
-        first = queries.find_run(session, "first").id
         predictions = {
             run: {r.image_id: (r.status, r.predicted_label, r.probabilities) for r in session.scalars(
                 select(Explanation).where(Explanation.run_id == run))}
-            for run in (first, run_id)
+            for run in (first[0], run_id)
         }
-    assert predictions[run_id] == predictions[first]  # same stored model (by sha256), same results
+    assert predictions[run_id] == predictions[first[0]]  # same stored model (by sha256), same results
 
 
 def test_a_run_without_labels_shows_the_predicted_classes_not_an_accuracy(stack, tmp_path):
@@ -203,9 +193,9 @@ def test_a_run_without_labels_shows_the_predicted_classes_not_an_accuracy(stack,
     np.savez(tmp_path / "unlabelled.npz", X=images)  # no y
     out = stack.enqueue("--npz", str(tmp_path / "unlabelled.npz"), "--name", "unlabelled", "--wait").stdout
     with stack.session() as session:
-        run_id = queries.find_run(session, "unlabelled").id
-        predicted = queries.predicted_classes(session, run_id)
-        assert queries.run_counts(session, run_id).accuracy is None and queries.misclassified(session, run_id) == []
+        run_id = reads.find_run(session, "unlabelled").id
+        predicted = reads.predicted_classes(session, run_id)
+        assert reads.run_counts(session, run_id).accuracy is None and reads.misclassified(session, run_id) == []
     assert sum(n for _, n in predicted) == 6 and {name for name, _ in predicted} <= {"rectangle", "no_rectangle"}
     shown = ", ".join(f"{name}: {n}" for name, n in predicted)
     for text_ in (out, stack.cli("producer", "status", "unlabelled").stdout):
@@ -225,7 +215,7 @@ def test_faithfulness_and_stability_are_stored_and_shown(stack):
                         "--name", "stable", "--wait").stdout
     assert "stability over 2 more seeds" in out and "faithfulness (mean)" in out
     with stack.session() as session:
-        run = queries.find_run(session, "stable")
+        run = reads.find_run(session, "stable")
         rows = session.scalars(select(Explanation).where(Explanation.run_id == run.id)).all()
         assert run.params["hide"] == "grey" and run.params["stability_seeds"] == 2
     assert len(rows) == 3
@@ -243,7 +233,7 @@ def test_the_article_preset_is_one_option_away(stack):
     out = stack.enqueue("--dataset", "rectangles", "--limit", "2", "--preset", "article", "--name", "article").stdout
     assert "explaining with: quickshift k=4, mean, 200 samples" in out  # --num-samples 200 wins over the preset
     with stack.session() as session:
-        params = queries.find_run(session, "article").params
+        params = reads.find_run(session, "article").params
     assert (params["segmentation"], params["hide"], params["kernel_size"]) == ("quickshift", "mean", 4)
     refused = stack.cli("producer", "enqueue", "--preset", "fast", check=False)
     assert refused.returncode == 2 and "unknown --preset 'fast'" in refused.stderr

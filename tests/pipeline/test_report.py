@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from db import queries
+from db import reads
 from models.artifacts import ModelMetadata, file_sha256, write_metadata
 from tests.pipeline.test_pipeline import run_id_of
 
@@ -48,11 +48,11 @@ def runs(stack, always_no_rectangle):
 
 def mistakes(stack, run_id: int) -> list[dict]:
     with stack.session() as session:
-        return queries.misclassified(session, run_id)
+        return reads.misclassified(session, run_id)
 
 
 def test_export_draws_outlines_and_hide_rest_for_both_labels(stack, runs, tmp_path):
-    _, constant = runs
+    demo, constant = runs
     wrong = mistakes(stack, constant)
     assert wrong and all(m["true_label"] == "rectangle" for m in wrong)
     out = tmp_path / "png"
@@ -70,7 +70,20 @@ def test_export_draws_outlines_and_hide_rest_for_both_labels(stack, runs, tmp_pa
     assert outline.shape == (192, 192, 3)
     yellow = (outline[..., 0] == 255) & (outline[..., 1] == 255) & (outline[..., 2] == 0)
     hidden = np.asarray(PILImage.open(out / f"{stem}_true-only.png"))
-    assert yellow.any() or not hidden.any()  # outlines drawn wherever a superpixel is shown
+    with stack.session() as session:
+        weights = reads.explanation_details(session, constant, image_id=first)[0].weights[0]
+    pushes = bool((weights > 0).any())  # a constant model's weights are all about zero: nothing is drawn
+    assert yellow.any() == pushes and hidden.any() == pushes
+    with stack.session() as session:
+        shown = next(d for d in reads.explanation_details(session, demo) if (d.weights[d.explanation.predicted_label] > 0).any())
+    demo_out = tmp_path / "demo"
+    stack.cli("db", "export", "--run", str(demo), "--out", str(demo_out))
+    outline, only = (
+        np.asarray(PILImage.open(next(demo_out.glob(f"image{shown.explanation.image_id:06d}_*_predicted-{kind}.png"))))
+        for kind in ("outline", "only")
+    )
+    assert ((outline[..., 0] == 255) & (outline[..., 1] == 255) & (outline[..., 2] == 0)).any()  # outlines drawn
+    assert only.any() and not only.all()  # the pushing superpixels shown, the rest black
     everything = tmp_path / "all"
     stack.cli("db", "export", "--run", str(constant), "--out", str(everything))
     assert len(list(everything.iterdir())) == 3 * 16 + 3 * len(wrong)
@@ -117,7 +130,7 @@ def test_the_report_in_a_real_browser_shows_exactly_the_mistakes(stack, runs, tm
 def test_show_prints_one_explanation(stack, runs):
     demo, _ = runs
     with stack.session() as session:
-        image_id = queries.explanation_details(session, demo)[0].explanation.image_id
+        image_id = reads.explanation_details(session, demo)[0].explanation.image_id
     out = stack.cli("db", "show", "--run", "demo", str(image_id)).stdout
     assert f"image {image_id}" in out and "probabilities" in out and "weights for" in out
     assert "rectangles:validation/" in out
@@ -129,7 +142,7 @@ def test_compare_lists_the_predictions_that_changed(stack, runs):
     demo, constant = runs
     with stack.session() as session:
         demo_rectangles = sorted(
-            d.explanation.image_id for d in queries.explanation_details(session, demo) if d.explanation.predicted_label == 0
+            d.explanation.image_id for d in reads.explanation_details(session, demo) if d.explanation.predicted_label == 0
         )
     rows = json.loads(stack.cli("db", "compare", str(demo), str(constant), "--format", "json").stdout)
     assert sorted(r["image_id"] for r in rows) == demo_rectangles

@@ -15,7 +15,7 @@ from PIL import Image
 from sqlalchemy import create_engine, text
 
 from tests.conftest import run_cli, run_python
-from core.localstack import redis_database
+from tests.services import redis_database
 
 
 @pytest.fixture
@@ -131,13 +131,6 @@ def test_folder_and_npz_sources_create_runs_without_tensorflow(env, tmp_path, re
     assert [count for _, count in runs] == [4, 3]
     # folder names are matched to the model's class names, not to their sorted order
     assert labels == [(1, "no_rectangle"), (1, "no_rectangle"), (0, "rectangle"), (0, "rectangle")]
-
-
-def test_every_command_has_help():
-    for args in (["--help"], ["enqueue", "--help"], ["status", "--help"], ["resume", "--help"]):
-        assert run_cli("producer", *args).returncode == 0
-    for args in (["--help"], ["upgrade", "--help"], ["runs", "--help"], ["misclassified", "--help"]):
-        assert run_cli("db", *args).returncode == 0
 
 
 def png_bomb(path, width: int = 100_000, height: int = 100_000) -> None:

@@ -8,11 +8,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 from sqlalchemy import create_engine, text
 
-from core.localstack import REPO
+from tests.services import REPO
+from tests.waiting import wait_until
 from tests.conftest import run_cli
 
 
@@ -58,13 +58,11 @@ def test_ctrl_c_stops_the_workers_and_leaves_the_run_resumable(tmp_path, rectang
         [sys.executable, "-m", "producer", "local", "--limit", "40", "--workers", "2"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        if (tmp_path / "data" / "results.db").exists():
-            done = results(tmp_path, "SELECT COUNT(*) FROM explanations WHERE status = 'ok'")[0][0]
-            if done >= 3:
-                break
+    wait_until(
+        lambda: (tmp_path / "data" / "results.db").exists()
+        and results(tmp_path, "SELECT COUNT(*) FROM explanations WHERE status = 'ok'")[0][0] >= 3,
+        "three images explained", timeout=180,
+    )
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err

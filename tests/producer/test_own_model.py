@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from core.localstack import REPO
+from tests.services import REPO
 from tests.producer.test_local import local_env, results
 from tests.tutorial import keras_evaluate
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.localstack import REPO
+from tests.services import REPO
 from tests.producer.test_local import local_env
 from tests.tutorial import keras_evaluate
 

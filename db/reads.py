@@ -1,0 +1,191 @@
+"""What the commands, the report and the tests read: runs, counts, the views, one explanation with its weights,
+comparisons. Functions take the caller's session and never commit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import case, func, select, text
+from sqlalchemy.orm import Session
+
+from db.models import Explanation, Image, Run, RunClass, RunImage, SegmentWeight, utcnow
+
+
+class RunNotFound(LookupError):
+    """No run has this id or name."""
+
+def find_run(session: Session, ref: str | int) -> Run:
+    """A run by id, or by name (the newest of that name)."""
+    ref = str(ref)
+    run = session.get(Run, int(ref)) if ref.isdigit() else None
+    if run is None:
+        run = session.scalars(select(Run).where(Run.name == ref).order_by(Run.id.desc()).limit(1)).first()
+    if run is None:
+        raise RunNotFound(f"no run with id or name {ref!r}")
+    return run
+
+def list_runs(session: Session) -> list[tuple[Run, "RunCounts"]]:
+    runs = session.scalars(select(Run).order_by(Run.id)).all()
+    return [(run, run_counts(session, run.id)) for run in runs]
+
+@dataclass
+class RunCounts:
+    total: int
+    ok: int
+    failed: int
+    correct: int
+    labelled: int  # explained images with a true label: accuracy is over these alone
+
+    @property
+    def finished(self) -> int:
+        return self.ok + self.failed
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.finished
+
+    @property
+    def misclassified(self) -> int:
+        return self.labelled - self.correct
+
+    @property
+    def accuracy(self) -> float | None:
+        """Over the explained images that have a true label; None when none has."""
+        return self.correct / self.labelled if self.labelled else None
+
+def run_counts(session: Session, run_id: int) -> RunCounts:
+    total = session.scalar(select(func.count()).select_from(RunImage).where(RunImage.run_id == run_id)) or 0
+    ok, failed, correct, labelled = session.execute(
+        select(
+            func.coalesce(func.sum(case((Explanation.status == "ok", 1), else_=0)), 0),
+            func.coalesce(func.sum(case((Explanation.status == "failed", 1), else_=0)), 0),
+            func.coalesce(func.sum(case((Explanation.correct.is_(True), 1), else_=0)), 0),
+            func.coalesce(func.sum(case((Explanation.correct.is_not(None), 1), else_=0)), 0),
+        ).where(Explanation.run_id == run_id)
+    ).one()
+    return RunCounts(total, int(ok), int(failed), int(correct), int(labelled))
+
+def faithfulness_means(session: Session, run_id: int) -> tuple[float, float, float | None] | None:
+    """Mean deletion AUC, insertion AUC and stability of the run's explanations measured with the fixed
+    reference (rows from before it are left out); None when there are none."""
+    deletion, insertion, stability = session.execute(
+        select(func.avg(Explanation.deletion_auc), func.avg(Explanation.insertion_auc), func.avg(Explanation.stability))
+        .where(Explanation.run_id == run_id, Explanation.status == "ok", Explanation.insertion_auc.is_not(None))
+    ).one()
+    return None if deletion is None else (float(deletion), float(insertion), None if stability is None else float(stability))
+
+def predicted_classes(session: Session, run_id: int) -> list[tuple[str, int]]:
+    """How many explained images the model put in each class, most common first."""
+    rows = session.execute(
+        select(RunClass.name, func.count())
+        .select_from(Explanation)
+        .join(RunClass, (RunClass.run_id == Explanation.run_id) & (RunClass.label == Explanation.predicted_label))
+        .where(Explanation.run_id == run_id, Explanation.status == "ok")
+        .group_by(RunClass.label, RunClass.name)
+        .order_by(func.count().desc(), RunClass.label)
+    )
+    return [(name, int(n)) for name, n in rows]
+
+def run_wall_seconds(run: Run) -> float | None:
+    if run.started_at is None:
+        return None
+    end = run.finished_at or utcnow()
+    return (as_utc(end) - as_utc(run.started_at)).total_seconds()
+
+def as_utc(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes for the UTC values we stored
+    return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
+
+MISCLASSIFIED_COLUMNS = (
+    "image_id", "source", "true_label", "predicted_label", "confidence", "deletion_auc", "insertion_auc", "stability",
+)
+
+def misclassified(session: Session, run_id: int) -> list[dict]:
+    """Rows of the `misclassifications` view for a run, most confident mistakes first."""
+    rows = session.execute(
+        text(
+            f"SELECT {', '.join(MISCLASSIFIED_COLUMNS)} "
+            "FROM misclassifications WHERE run_id = :run_id ORDER BY confidence DESC, image_id"
+        ),
+        {"run_id": run_id},
+    )
+    return [dict(row._mapping) for row in rows]
+
+def confusion(session: Session, run_id: int) -> list[dict]:
+    rows = session.execute(
+        text("SELECT true_label, predicted_label, n FROM confusion WHERE run_id = :run_id ORDER BY true_label, predicted_label"),
+        {"run_id": run_id},
+    )
+    return [dict(row._mapping) for row in rows]
+
+@dataclass
+class ExplanationDetail:
+    """Everything about one explained image of a run: the row, its image, and weights per label."""
+
+    run: Run
+    explanation: Explanation
+    image: Image
+    weights: dict[int, np.ndarray]  # label -> weight per segment
+    areas: np.ndarray  # pixel area per segment
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.run.class_names
+
+    def label_name(self, label: int | None) -> str:
+        return "-" if label is None else self.class_names[label]
+
+def explanation_details(
+    session: Session, run_id: int, *, image_id: int | None = None, misclassified_only: bool = False
+) -> list[ExplanationDetail]:
+    """Finished explanations of a run (one image, or the mistakes only), with their weights."""
+    run = session.get(Run, run_id)
+    query = (
+        select(Explanation, Image)
+        .join(Image, Image.id == Explanation.image_id)
+        .where(Explanation.run_id == run_id, Explanation.status == "ok")
+        .order_by(Explanation.image_id)
+    )
+    if image_id is not None:
+        query = query.where(Explanation.image_id == image_id)
+    if misclassified_only:
+        query = query.where(Explanation.correct.is_(False))
+    pairs = session.execute(query).all()
+    weights: dict[int, dict[int, np.ndarray]] = {explanation.id: {} for explanation, _ in pairs}
+    areas = {explanation.id: np.zeros(explanation.n_segments or 0, dtype=np.int64) for explanation, _ in pairs}
+    sizes = {explanation.id: explanation.n_segments or 0 for explanation, _ in pairs}
+    rows = session.execute(
+        select(SegmentWeight.explanation_id, SegmentWeight.label, SegmentWeight.segment, SegmentWeight.weight,
+               SegmentWeight.area)
+        .where(SegmentWeight.explanation_id.in_(list(weights)))
+    ) if weights else []
+    for explanation_id, label, segment, weight, area in rows:
+        weights[explanation_id].setdefault(label, np.zeros(sizes[explanation_id]))[segment] = weight
+        areas[explanation_id][segment] = area
+    return [
+        ExplanationDetail(run, explanation, image, weights[explanation.id], areas[explanation.id])
+        for explanation, image in pairs
+    ]
+
+def prediction_changes(session: Session, run_a: int, run_b: int) -> list[dict]:
+    """Images explained in both runs whose predicted label differs (e.g. two models on one set)."""
+    rows = session.execute(
+        text(
+            "SELECT a.image_id, i.source, ta.name AS true_label, pa.name AS predicted_a, "
+            "a.confidence AS confidence_a, pb.name AS predicted_b, b.confidence AS confidence_b "
+            "FROM explanations a "
+            "JOIN explanations b ON b.image_id = a.image_id AND b.run_id = :run_b "
+            "JOIN images i ON i.id = a.image_id "
+            "JOIN run_classes pa ON pa.run_id = a.run_id AND pa.label = a.predicted_label "
+            "JOIN run_classes pb ON pb.run_id = b.run_id AND pb.label = b.predicted_label "
+            "LEFT JOIN run_classes ta ON ta.run_id = a.run_id AND ta.label = a.true_label "
+            "WHERE a.run_id = :run_a AND a.status = 'ok' AND b.status = 'ok' AND pa.name <> pb.name "
+            "ORDER BY a.image_id"
+        ),
+        {"run_a": run_a, "run_b": run_b},
+    )
+    return [dict(row._mapping) for row in rows]
+
+CHANGE_COLUMNS = ("image_id", "source", "true_label", "predicted_a", "confidence_a", "predicted_b", "confidence_b")

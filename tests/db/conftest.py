@@ -1,0 +1,48 @@
+"""A migrated database of each kind per test, and a run to work on."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import numpy as np
+import pytest
+from sqlalchemy.orm import sessionmaker
+
+from db import runs
+from db.migrate import upgrade
+from db.session import make_engine
+from tests.services import postgres_database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sessions(request, tmp_path):
+    database = postgres_database() if request.param == "postgresql" else nullcontext(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with database as url:
+        upgrade(url)
+        engine = make_engine(url)
+        try:
+            yield sessionmaker(engine, expire_on_commit=False)
+        finally:
+            engine.dispose()
+
+
+def new_image(seed: int, label: int | None) -> runs.NewImage:
+    from producer.sources import SourceImage
+
+    pixels = np.random.default_rng(seed).integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    return SourceImage(pixels, f"image-{seed}.png", label).as_new_image()
+
+
+@pytest.fixture
+def run(sessions):
+    """A running run of three images (labels 0, 1 and none) of a stored model."""
+    with sessions() as session:
+        runs.store_model_file(session, "a" * 64, b"model", {"class_names": ["cat", "dog"]})
+        run = runs.create_run(
+            session, name="cats", model_path="m.keras", model_sha256="a" * 64, class_names=["cat", "dog"],
+            params={"num_samples": 10}, source="test", value_range=[0.0, 1.0],
+        )
+        runs.add_images(session, run, [(0, new_image(0, 0)), (1, new_image(1, 1)), (2, new_image(2, None))])
+        run.status = "running"
+        session.commit()
+        return run.id

@@ -1,0 +1,97 @@
+"""The workers' claim/save protocol on both databases: one row per (run, image), whatever the deliveries."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from db import jobs, runs
+from db.models import Explanation, Run, SegmentWeight
+from worker.engine import ExplainParams, explain
+
+
+def two_class(images):
+    p = images.mean(axis=(1, 2, 3))
+    return np.stack([p, 1 - p], axis=1)
+
+
+@pytest.fixture
+def result():
+    image = np.random.default_rng(0).random((8, 8, 3)).astype(np.float32)
+    return explain(image, two_class, ExplainParams(num_samples=20, segmentation="slic", n_segments=4))
+
+
+def image_ids(sessions, run):
+    with sessions() as session:
+        return [image_id for image_id, _ in runs.run_labels(session, run)]
+
+
+def test_every_delivery_counts_an_attempt_until_the_row_is_finished(sessions, run, result):
+    first = image_ids(sessions, run)[0]
+    with sessions() as session:
+        assert jobs.claim_explanation(session, run, first, "a").attempts == 1
+        session.commit()
+        job = jobs.claim_explanation(session, run, first, "b")
+        session.commit()
+        assert job.attempts == 2 and not job.finished and job.value_range == [0.0, 1.0]
+        assert jobs.save_explanation(session, job, result, "b")
+        session.commit()
+        again = jobs.claim_explanation(session, run, first, "c")
+        assert again.finished and again.attempts == 2  # a finished row is left alone
+        with pytest.raises(jobs.RunImageDoesNotExist):
+            jobs.claim_explanation(session, run, 999999, "c")
+
+
+def test_two_deliveries_at_once_write_one_result(sessions, run, result):
+    """Both claim; the first writes and holds its transaction open; the second's write waits for it, then finds
+    the row finished and writes nothing: no second set of weights."""
+    first = image_ids(sessions, run)[0]
+    with sessions() as a, sessions() as b:
+        job_a = jobs.claim_explanation(a, run, first, "a")
+        a.commit()
+        job_b = jobs.claim_explanation(b, run, first, "b")
+        b.commit()
+        assert jobs.save_explanation(a, job_a, result, "a")  # not committed yet: its row is locked
+        second: list[bool] = []
+        waiting = threading.Thread(target=lambda: second.append(jobs.save_explanation(b, job_b, result, "b")))
+        waiting.start()
+        waiting.join(1.0)
+        a.commit()
+        waiting.join(60)
+        b.commit()
+        assert second == [False]
+        assert not jobs.save_failure(b, job_b, "late", "b")
+    with sessions() as session:
+        row = session.scalars(select(Explanation).where(Explanation.run_id == run, Explanation.image_id == first)).one()
+        weights = session.scalar(select(func.count()).select_from(SegmentWeight).where(SegmentWeight.explanation_id == row.id))
+        assert (row.status, row.worker_host, row.error) == ("ok", "a", None)
+        assert weights == result.n_segments * len(result.labels)
+
+
+def test_the_run_is_done_when_its_last_image_is_finished(sessions, run, result):
+    ids = image_ids(sessions, run)
+    with sessions() as session:
+        for number, image_id in enumerate(ids):
+            job = jobs.claim_explanation(session, run, image_id, "w")
+            if number == 1:
+                jobs.save_failure(session, job, "broken", "w")
+            else:
+                jobs.save_explanation(session, job, result, "w")
+            session.commit()
+            assert jobs.finish_run_if_complete(session, run) == (number == len(ids) - 1)
+            session.commit()
+        assert session.get(Run, run).status == "done" and jobs.unfinished_images_of_running_runs(session) == []
+
+
+def test_the_input_check_reads_its_sample_and_stores_its_figures(sessions, run):
+    ids = image_ids(sessions, run)
+    with sessions() as session:
+        stored, sample = jobs.input_check_sample(session, run, [ids[2], ids[0]])
+        assert [label for _, label in sample] == [None, 0] and all(png.startswith(b"\x89PNG") for png, _ in sample)
+        jobs.save_input_check(session, run, {"warning": None, "images": 2})
+        session.commit()
+        assert session.get(Run, run).input_check == {"warning": None, "images": 2}
+        assert jobs.unfinished_images_of_running_runs(session) == [(run, image_id) for image_id in ids]

@@ -1,0 +1,38 @@
+"""What the commands read, on both databases: counts over labelled images only, the predicted classes, the views."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from db import jobs, reads, runs
+from worker.engine import ExplainParams, explain
+
+
+def constant(images):
+    return np.tile([0.8, 0.2], (len(images), 1))  # always "cat"
+
+
+def test_accuracy_counts_the_labelled_images_and_the_views_agree(sessions, run):
+    image = np.random.default_rng(0).random((8, 8, 3)).astype(np.float32)
+    with sessions() as session:
+        ids = [image_id for image_id, _ in runs.run_labels(session, run)]
+        for image_id in ids:
+            job = jobs.claim_explanation(session, run, image_id, "w")
+            result = explain(image, constant, ExplainParams(num_samples=20, segmentation="slic", n_segments=4),
+                             true_label=job.true_label)
+            jobs.save_explanation(session, job, result, "w")
+        session.commit()
+        counts = reads.run_counts(session, run)
+        assert (counts.total, counts.ok, counts.labelled, counts.correct, counts.misclassified) == (3, 3, 2, 1, 1)
+        assert counts.accuracy == pytest.approx(0.5)
+        assert reads.predicted_classes(session, run) == [("cat", 3)]
+        wrong = reads.misclassified(session, run)
+        assert [(row["image_id"], row["true_label"], row["predicted_label"]) for row in wrong] == [(ids[1], "dog", "cat")]
+        assert wrong[0]["insertion_auc"] is not None and set(wrong[0]) == set(reads.MISCLASSIFIED_COLUMNS)
+        assert reads.confusion(session, run) == [
+            {"true_label": "cat", "predicted_label": "cat", "n": 1}, {"true_label": "dog", "predicted_label": "cat", "n": 1}
+        ]
+        assert reads.find_run(session, "cats").id == run == reads.find_run(session, str(run)).id
+        with pytest.raises(reads.RunNotFound):
+            reads.find_run(session, "nobody's")
