@@ -61,7 +61,7 @@ class Faults:
         self.enqueued_at = time.monotonic()
         return run_id_of(self.cli(
             "producer", "enqueue", "--model", str(self.model), "--dataset", "rectangles", "--limit", str(IMAGES),
-            "--name", name,
+            "--name", name, "--preset", "article",  # lime's cheap settings: the faults are the point here, as before
         ).stdout)
 
     def counts(self, run_id: int) -> reads.RunCounts:
