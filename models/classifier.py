@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from models.artifacts import ModelMetadata, file_sha256, read_metadata
+from models.outputs import class_columns
 
 SMALLEST_BUCKET = 16
 
@@ -117,10 +118,7 @@ class Classifier:
                 padding = np.zeros((bucket - len(chunk), *chunk.shape[1:]), dtype=np.float32)
                 chunk = np.concatenate([chunk, padding])
             outputs.append(np.asarray(self._forward(chunk))[: min(self.batch_size, len(images) - start)])
-        output = np.concatenate(outputs).astype(np.float64)
-        if output.shape[1] == 1:
-            output = np.concatenate([1.0 - output, output], axis=1)
-        return output
+        return class_columns(np.concatenate(outputs))
 
 
 def load_classifier(

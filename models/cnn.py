@@ -9,6 +9,7 @@ import numpy as np
 
 from models.artifacts import ModelMetadata, file_sha256, write_metadata
 from models.datasets import Dataset, load_dataset
+from models.outputs import class_columns
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,4 @@ def train(dataset_name: str, out: Path, *, preset: str = "default", seed: int = 
 
 def predicted_labels(output: np.ndarray) -> np.ndarray:
     """Class index per row of a model's output, for one sigmoid or a softmax."""
-    output = np.asarray(output)
-    if output.shape[-1] == 1:
-        return (output[:, 0] >= 0.5).astype(np.int64)
-    return output.argmax(axis=1)
+    return class_columns(output).argmax(axis=1)

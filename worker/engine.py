@@ -18,6 +18,8 @@ from typing import Callable, Literal, Sequence
 
 import numpy as np
 
+from models.outputs import class_columns
+
 PredictFn = Callable[[np.ndarray], np.ndarray]
 
 KERNEL_WIDTH = 0.25  # lime_image.LimeImageExplainer's default
@@ -253,8 +255,7 @@ def as_probabilities(output: np.ndarray, expected_rows: int) -> np.ndarray:
         out = out[:, None]
     if out.ndim != 2 or out.shape[0] != expected_rows:
         raise ModelOutputError(f"model returned shape {out.shape} for {expected_rows} images; want (n, classes)")
-    if out.shape[1] == 1:
-        out = np.concatenate([1.0 - out, out], axis=1)
+    out = class_columns(out)
     if not np.isfinite(out).all():
         raise ModelOutputError("model returned non-finite values")
     if out.min() < -PROBABILITY_TOLERANCE or out.max() > 1 + PROBABILITY_TOLERANCE:

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from db import reads
 from db.models import Explanation, Run
-from tests.pipeline.test_pipeline import run_id_of, wait_done
-from tests.waiting import wait_until
+from tests.pipeline.test_pipeline import run_id_of
+from tests.waiting import wait_for_run, wait_until
 from worker.messages import EXPLAIN_TASK
 
 
@@ -55,7 +55,7 @@ def test_hostile_names_and_labels_are_only_data(stack, tmp_path):
         "producer", "enqueue", "--folder", str(folder), "--model", str(model), "--num-samples", "100",
         "--name", hostile,
     ).stdout)
-    wait_done(stack, run_id)
+    wait_for_run(stack.session, run_id)
     for command in (["producer", "status", hostile], ["db", "misclassified", "--run", hostile, "--format", "json"],
                     ["db", "runs"], ["db", "compare", hostile, hostile, "--format", "json"]):
         stack.cli(*command)
