@@ -162,3 +162,42 @@ def _output_activation(layers: list[dict]) -> str | None:
         if kind not in ("Flatten", "Reshape", "Dropout", "Identity") + _PASS_THROUGH:
             return None
     return None
+
+
+@dataclass
+class ModelFile:
+    """A model file read once: its bytes and their sha256, its config, its metadata (or defaults)."""
+
+    path: Path
+    content: bytes
+    sha256: str
+    summary: KerasFileSummary
+    metadata: ModelMetadata
+
+
+def inspect_model_file(path: str | Path) -> ModelFile:
+    """One reading of a `.keras` file for the producer and the workers alike, with no TensorFlow: the bytes and
+    their sha256 (read once), the config, and the metadata file checked against the bytes, or, for a user's model
+    without one, defaults: class names "0".."k-1" and the config's input shape. Raises ModelFileError."""
+    path = Path(path)
+    summary = summarise_keras_file(path)
+    content = path.read_bytes()
+    sha256 = hashlib.sha256(content).hexdigest()
+    metadata = read_metadata(path)
+    if metadata is not None and metadata.sha256 and metadata.sha256 != sha256:
+        raise ModelFileError(
+            f"{path.name} does not match its metadata (sha256 differs): the file was replaced; "
+            f"python -m models describe {path} writes it anew"
+        )
+    if metadata is None:
+        shape = summary.input_shape
+        if shape is None:
+            raise ModelFileError(
+                f"{path.name}: cannot tell its image input shape; add a metadata .json beside it (python -m models describe)"
+            )
+        if len(shape) != 3 or None in shape:
+            raise ModelFileError(f"{path.name} takes inputs of shape {tuple(shape)}; an image model wants (H, W, C)")
+        classes = max(2, summary.outputs or 2)
+        metadata = ModelMetadata(class_names=[str(i) for i in range(classes)], input_shape=list(shape))
+    metadata.sha256 = sha256
+    return ModelFile(path, content, sha256, summary, metadata)

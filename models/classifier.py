@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.artifacts import ModelMetadata, file_sha256, read_metadata
+from models.artifacts import ModelFileError, ModelMetadata, inspect_model_file
 from models.outputs import class_columns
 
 SMALLEST_BUCKET = 16
@@ -130,8 +130,10 @@ def load_classifier(
     preprocessing, logits) is the run's: see models.contract.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"model file not found: {path}")
+    try:
+        found = inspect_model_file(path)
+    except ModelFileError as error:
+        raise ModelLoadError(str(error)) from None
     import keras
 
     try:
@@ -151,15 +153,8 @@ def load_classifier(
     output_shape = tuple(model.outputs[0].shape[1:])
     if len(output_shape) != 1:
         raise ModelLoadError(f"{path.name} outputs shape {output_shape}; a classifier outputs one vector per image")
-
-    sha256 = file_sha256(path)
-    metadata = read_metadata(path)
-    if metadata is None:
-        classes = max(2, output_shape[0])
-        metadata = ModelMetadata(class_names=[str(i) for i in range(classes)], input_shape=list(input_shape))
-    elif metadata.sha256 and metadata.sha256 != sha256:
-        raise ModelLoadError(f"{path.name} does not match its metadata (sha256 differs): the file was replaced")
-    if tuple(metadata.input_shape) != input_shape:
-        raise ModelLoadError(f"{path.name} takes {input_shape} but its metadata says {tuple(metadata.input_shape)}")
-    metadata.sha256 = sha256
-    return Classifier(model, metadata, sha256, batch_size, preprocess, logits)
+    if tuple(found.metadata.input_shape) != input_shape:
+        raise ModelLoadError(
+            f"{path.name} takes {input_shape} but its metadata says {tuple(found.metadata.input_shape)}"
+        )
+    return Classifier(model, found.metadata, found.sha256, batch_size, preprocess, logits)

@@ -6,7 +6,6 @@ name, so it starts fast and runs where TensorFlow is not installed.
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 import time
@@ -19,9 +18,7 @@ from sqlalchemy.orm import Session
 
 from db import jobs, reads, runs
 from db.models import Image, Run, RunImage
-from models.artifacts import (
-    ModelFileError, ModelMetadata, default_model_path, read_metadata, summarise_keras_file,
-)
+from models.artifacts import ModelFileError, ModelMetadata, default_model_path, inspect_model_file
 from models.contract import ContractError, InputContract, decide_contract, parse_value_range
 from producer.sources import LoadedSource, Rejected, SourceError
 from worker.engine import ExplainParams
@@ -69,30 +66,16 @@ def choose_model(
     """Read and check a model file without running it (a Keras archive, no Lambda layer, an image input), and
     decide its input contract: the options first, then the metadata file, then the model's own layers."""
     try:
-        summary = summarise_keras_file(path)
+        found = inspect_model_file(path)
     except ModelFileError as error:
         raise EnqueueError(str(error)) from None
-    if summary.has_lambda:
+    if found.summary.has_lambda:
         raise EnqueueError(f"{path.name} holds a Lambda layer (arbitrary Python code); refused, nothing was executed")
-    content = path.read_bytes()
-    sha256 = hashlib.sha256(content).hexdigest()  # the bytes the run stores, read once
-    metadata = read_metadata(path)
-    if metadata is not None and metadata.sha256 and metadata.sha256 != sha256:
-        raise EnqueueError(
-            f"{path.name} does not match its metadata (sha256 differs): the file was replaced; "
-            f"python -m models describe {path} writes it anew"
-        )
     try:
-        contract = decide_contract(summary, metadata, value_range=value_range, preprocess=preprocess)
+        contract = decide_contract(found.summary, found.metadata, value_range=value_range, preprocess=preprocess)
     except ContractError as error:
         raise EnqueueError(str(error)) from None
-    if metadata is None:
-        if summary.input_shape is None or len(summary.input_shape) != 3 or None in summary.input_shape:
-            raise EnqueueError(f"{path.name}: cannot tell its image input shape; add a metadata .json beside it")
-        outputs = max(2, summary.outputs or 2)
-        metadata = ModelMetadata(class_names=[str(i) for i in range(outputs)], input_shape=summary.input_shape)
-    metadata.sha256 = sha256
-    return ModelChoice(path, sha256, content, metadata, contract)
+    return ModelChoice(path, found.sha256, found.content, found.metadata, contract)
 
 
 def run_class_names(model: ModelChoice, source: LoadedSource) -> list[str]:

@@ -29,7 +29,7 @@ def test_missing_and_corrupt_model_files_are_refused_by_name(tmp_path):
         load_classifier(tmp_path / "nope.keras")
     corrupt = tmp_path / "corrupt.keras"
     corrupt.write_bytes(b"this is not a zip archive")
-    with pytest.raises(ModelLoadError, match="cannot read corrupt.keras"):
+    with pytest.raises(ModelLoadError, match="corrupt.keras is not a Keras 3 .keras model archive"):
         load_classifier(corrupt)
 
 
