@@ -81,6 +81,8 @@ def sql(
             fail(f"the query failed: {str(getattr(error, 'orig', None) or error).strip().splitlines()[0]}")
         finally:
             session.rollback()
+    if not columns:
+        fail("the statement returns no rows; nothing was changed (sql runs queries and rolls back)")
     write_rows(rows, columns, format, title=f"{len(rows)} rows")
 
 
