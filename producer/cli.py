@@ -10,17 +10,17 @@ from typing import NoReturn, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from core.cli import USAGE_ERROR, OutputFormat, fail, failing_on, write_rows
 from db import reads
 from db.session import session_factory
-from report.summary import RunSummary, check_line, describe_settings, summarise_run
 from models.contract import PREPROCESS_FAMILIES
 from models.datasets import DATASET_NAMES
+from report.summary import RunSummary, check_line, describe_settings, summarise_run
 
 app = typer.Typer(help="Send images to the workers and follow the runs.", no_args_is_help=True, add_completion=False)
 console = Console()

@@ -314,6 +314,5 @@ def wait_for_run(session_factory, run_id: int, on_progress, poll_s: float = 0.5)
 
 __all__ = [
     "BadFilesError", "EnqueueError", "SourceError", "choose_model", "enqueue", "ensure_demo_model", "prepare",
-    "prepare_run", "resume",
-    "wait_for_run",
+    "prepare_run", "resume", "wait_for_run",
 ]

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from db import reads
 from db.models import Run
-from models.contract import format_range
+from models.contract import InputContract
 
 SHOWN_CLASSES = 10
 
@@ -25,8 +25,8 @@ class RunSummary:
     skipped: list[dict] = field(default_factory=list)  # [{source, reason}] left out with --skip-bad
 
 
-def summarise_run(session: Session, run: Run, counts: reads.RunCounts | None = None) -> RunSummary:
-    counts = counts or reads.run_counts(session, run.id)
+def summarise_run(session: Session, run: Run) -> RunSummary:
+    counts = reads.run_counts(session, run.id)
     wall = reads.run_wall_seconds(run)
     rows = [
         ("status", run.status),
@@ -55,7 +55,7 @@ def summarise_run(session: Session, run: Run, counts: reads.RunCounts | None = N
             f"deletion AUC {deletion:.3f} (lower is better), insertion AUC {insertion:.3f} (higher is better)"
             + ("" if stability is None else f"; stability {stability:.2f}"),
         ))
-    rows.append(("input", contract_line(run)))
+    rows.append(("input", InputContract(tuple(run.value_range), run.preprocess, run.outputs).describe()))
     rows.append(("input check", check_line(run.input_check)))
     if run.skipped:
         rows.append(("skipped files", f"{len(run.skipped)} (--skip-bad; listed below)"))
@@ -65,14 +65,6 @@ def summarise_run(session: Session, run: Run, counts: reads.RunCounts | None = N
     rows.append(("model", f"{run.model_path} ({run.model_sha256[:12]})"))
     warnings = [run.input_check["warning"]] if run.input_check and run.input_check.get("warning") else []
     return RunSummary(run, counts, rows, warnings, list(run.skipped or []))
-
-
-def contract_line(run: Run) -> str:
-    parts = [f"pixels {format_range(run.value_range)}"]
-    if run.preprocess:
-        parts.append(f"preprocess {run.preprocess}")
-    parts.append(f"outputs {run.outputs}")
-    return ", ".join(parts)
 
 
 def check_line(check: dict | None) -> str:

@@ -107,15 +107,14 @@ def check_input(
             trial for trial in trials[1:]
             if accuracy is not None and trial[2] is not None and trial[2] >= accuracy + BETTER_BY
         ]
-        if better:
-            best = max(better, key=lambda trial: trial[2])
-            findings.append(f"accuracy {accuracy:.0%} is far below the {best[2]:.0%} of pixels in {format_range(best[0])}")
+    best = max(better, key=lambda trial: (trial[2] or 0.0, trial[3])) if better else None
+    if best is not None and not findings:
+        findings.append(f"accuracy {accuracy:.0%} is far below the {best[2]:.0%} of pixels in {format_range(best[0])}")
 
     warning = None
     if findings:
         head = f"input check on {len(images)} images fed {format_range(given)}: " + "; ".join(findings) + ". "
-        if better:
-            best = max(better, key=lambda trial: (trial[2] or 0.0, trial[3]))
+        if best is not None:
             scored = f"score {best[2]:.0%}" if best[2] is not None else f"vary by up to {best[3]:.2f}"
             low, high = (f"{value:g}" for value in best[0])
             warning = head + (

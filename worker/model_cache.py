@@ -17,9 +17,12 @@ from models.classifier import Classifier, ModelLoadError, load_classifier
 _loaded: dict[tuple[str, str | None, bool], Classifier] = {}
 
 
-def classifier_for(session: Session, sha256: str, *, preprocess: str | None = None, logits: bool = False) -> Classifier:
-    """The model with this sha256, fed as a run's contract says (keras.applications preprocessing, logits),
-    loaded once per process (the run's stored copy, never the user's path)."""
+def classifier_for(
+    session: Session, sha256: str, *, preprocess: str | None = None, outputs: str = "probabilities"
+) -> Classifier:
+    """The model with this sha256, fed as a run's contract says (keras.applications preprocessing, probabilities
+    or logits), loaded once per process (the run's stored copy, never the user's path)."""
+    logits = outputs == "logits"
     key = (sha256, preprocess, logits)
     if key in _loaded:
         return _loaded[key]

@@ -10,15 +10,15 @@ from celery.utils.log import get_task_logger
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from core.images import png_pixels
 from core.settings import settings
 from db import jobs, reads
 from db.models import utcnow
-from core.images import png_pixels
 from db.session import session_factory
 from worker.celery import app
-from worker.messages import CHECK_TASK, EXPLAIN_TASK
 from worker.engine import ExplainParams, explain
 from worker.input_check import check_input as check_predictions
+from worker.messages import CHECK_TASK, EXPLAIN_TASK
 from worker.model_cache import classifier_for
 
 logger = get_task_logger(__name__)
@@ -58,9 +58,7 @@ def _claim_explain_save(session: Session, run_id: int, image_id: int, host: str)
         error = f"gave up after {job.attempts - 1} attempts: the worker died or timed out every time"
     else:
         try:
-            classifier = classifier_for(
-                session, job.model_sha256, preprocess=job.preprocess, logits=job.outputs == "logits"
-            )
+            classifier = classifier_for(session, job.model_sha256, preprocess=job.preprocess, outputs=job.outputs)
             session.commit()  # end the read before the long computation
             result = explain(
                 png_pixels(job.png), classifier.predict, ExplainParams(**job.params),
@@ -113,7 +111,7 @@ def check_input(run_id: int, image_ids: list[int]) -> str:
             logger.warning("input check skipped: %s", missing)
             return "missing"
         try:
-            classifier = classifier_for(session, run.model_sha256, preprocess=run.preprocess, logits=run.outputs == "logits")
+            classifier = classifier_for(session, run.model_sha256, preprocess=run.preprocess, outputs=run.outputs)
             session.commit()
             check = check_predictions(
                 [png_pixels(png) for png, _ in sample], [label for _, label in sample], classifier.predict,
