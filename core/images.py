@@ -1,10 +1,73 @@
-"""Stored images: every image is kept as PNG bytes; the worker and the pictures decode them here."""
+"""Pixels: the one place that turns a caller's array into image pixels (rank, channels, integer types), for the
+producer (uint8, to store) and the engine (floats in a model's value range), and decodes the stored PNGs.
+
+scikit-image does the scaling (`img_as_ubyte`, `img_as_float`); what it cannot know is what a wide integer
+type means, so any integer type but uint8 and uint16 is read by its values (a NumPy default int64 array of
+0..255 is 8-bit, not a black image at 1/2**55 of the int64 range)."""
 
 from __future__ import annotations
 
 import io
 
 import numpy as np
+
+
+class PixelError(ValueError):
+    """An array that is not an image; the message is one line, for the user."""
+
+
+def image_array(array: np.ndarray) -> np.ndarray:
+    """(H, W) or (H, W, C) pixels of a numeric type as (H, W, C), uint8/uint16/float kept, other integers as
+    uint8 or uint16 by their values."""
+    array = np.asarray(array)
+    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise PixelError(f"pixel type {array.dtype} is not a numeric pixel type")
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3:
+        raise PixelError(f"shape {array.shape} is not an image (H, W) or (H, W, C)")
+    if array.size == 0:
+        raise PixelError(f"shape {array.shape} holds no pixels")
+    if np.issubdtype(array.dtype, np.integer) and array.dtype not in (np.uint8, np.uint16):
+        low, high = (int(array.min()), int(array.max())) if array.size else (0, 0)
+        if low < 0:
+            raise PixelError(f"negative pixel values ({array.dtype}, minimum {low})")
+        if high > np.iinfo(np.uint16).max:
+            raise PixelError(f"{array.dtype} pixel values up to {high}: more than 16 bits; convert to uint8 or uint16")
+        array = array.astype(np.uint8 if high <= np.iinfo(np.uint8).max else np.uint16)
+    return array
+
+
+def to_uint8(array: np.ndarray) -> np.ndarray:
+    """Pixels to store, as uint8 (H, W, C) with 1, 3 or 4 channels: floats must be in [0, 1], 16-bit values are
+    scaled (not clipped)."""
+    from skimage.util import img_as_ubyte
+
+    array = image_array(array)
+    if array.shape[2] not in (1, 3, 4):
+        raise PixelError(f"shape {array.shape} is not an image (H, W) or (H, W, 1|3|4)")
+    if np.issubdtype(array.dtype, np.floating) and (not np.isfinite(array).all() or array.min() < 0 or array.max() > 1):
+        raise PixelError("float pixels must be finite and in [0, 1]")
+    return img_as_ubyte(array)
+
+
+def to_value_range(array: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """Pixels as float32 (H, W, C) for a model fed `value_range`: integers are scaled from 0..their type's maximum,
+    floats are taken as already in the model's range and checked."""
+    from skimage.util import img_as_float
+
+    array = image_array(array)
+    low, high = value_range
+    if np.issubdtype(array.dtype, np.integer):
+        array = low + img_as_float(array) * (high - low)  # in float64, then one rounding to float32
+    array = array.astype(np.float32, copy=False)
+    if not np.isfinite(array).all():
+        raise PixelError("image has non-finite pixels (NaN or inf)")
+    if array.min() < low - 1e-6 or array.max() > high + 1e-6:
+        raise PixelError(
+            f"pixel values span [{array.min():.4g}, {array.max():.4g}], outside the model's range [{low}, {high}]"
+        )
+    return array
 
 
 def png_pixels(blob: bytes) -> np.ndarray:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core import images
 from models.artifacts import ModelMetadata
 from models.datasets import load_dataset
 
@@ -80,24 +81,11 @@ class LoadedSource:
 
 
 def to_uint8(array: np.ndarray, what: str) -> np.ndarray:
-    """Pixels as uint8 (H, W, C): floats in [0, 1] and 16-bit integers are scaled, not clipped."""
-    array = np.asarray(array)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
-        raise SourceError(f"{what}: shape {array.shape} is not an image (H, W) or (H, W, 1|3|4)")
-    if array.dtype == np.uint8:
-        return array
-    if np.issubdtype(array.dtype, np.floating):
-        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
-            raise SourceError(f"{what}: float pixels must be finite and in [0, 1]")
-        return np.round(array * 255).astype(np.uint8)
-    if np.issubdtype(array.dtype, np.integer):
-        info = np.iinfo(array.dtype)
-        if array.min() < 0:
-            raise SourceError(f"{what}: negative pixel values")
-        return np.round(array.astype(np.float64) / info.max * 255).astype(np.uint8)
-    raise SourceError(f"{what}: pixel type {array.dtype} is not supported")
+    """Pixels to store (core.images.to_uint8), or a SourceError that names the image."""
+    try:
+        return images.to_uint8(array)
+    except images.PixelError as error:
+        raise SourceError(f"{what}: {error}") from None
 
 
 def resize(image: SourceImage, height: int, width: int) -> SourceImage:

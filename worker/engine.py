@@ -18,6 +18,7 @@ from typing import Callable, Literal, Sequence
 
 import numpy as np
 
+from core.images import PixelError, to_value_range
 from models.outputs import class_columns
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
@@ -151,31 +152,15 @@ def conform_image(
 ) -> np.ndarray:
     """Return the image as float32 (H, W, C) in `value_range`, or raise ImageError saying what is wrong.
 
-    Grayscale becomes RGB when the model wants 3 channels, RGBA loses its alpha, and integer images
-    are scaled from their dtype's full range; nothing is resized.
+    Grayscale becomes RGB when the model wants 3 channels, RGBA loses its alpha, and integer images are scaled
+    as core.images.to_value_range says; nothing is resized.
     """
-    array = np.asarray(image)
-    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
-        raise ImageError(f"image dtype {array.dtype} is not a numeric pixel type")
-    if array.ndim == 2:
-        array = array[:, :, None]
-    if array.ndim != 3:
-        raise ImageError(f"image must have rank 2 (H, W) or 3 (H, W, C), got shape {array.shape}")
+    try:
+        array = to_value_range(image, value_range)
+    except PixelError as error:
+        raise ImageError(str(error)) from None
     if min(array.shape[:2]) < 2:
         raise ImageError(f"image of shape {array.shape} is too small to segment")
-
-    if np.issubdtype(array.dtype, np.integer):
-        info = np.iinfo(array.dtype)
-        low, high = value_range
-        array = low + (array.astype(np.float64) - info.min) / (info.max - info.min) * (high - low)
-    array = array.astype(np.float32, copy=False)
-    if not np.isfinite(array).all():
-        raise ImageError("image has non-finite pixels (NaN or inf)")
-    low, high = value_range
-    if array.min() < low - 1e-6 or array.max() > high + 1e-6:
-        raise ImageError(
-            f"pixel values span [{array.min():.4g}, {array.max():.4g}], outside the model's range [{low}, {high}]"
-        )
 
     channels = array.shape[2]
     wanted_channels = input_shape[2] if input_shape is not None else 3
