@@ -8,13 +8,12 @@ database; the machine's shared services are never stopped.
 
 from __future__ import annotations
 
-from contextlib import ExitStack
-
 import pytest
 
-from tests.services import RedisServer, postgres_database
 from tests.deploy import compose
-from tests.faults.stack import Faults, table
+from tests.faults.figures import FAULT_SETTINGS, table
+from tests.services import RedisServer
+from tests.stack import stacks
 
 
 @pytest.fixture
@@ -38,17 +37,10 @@ def compose_redis(tmp_path):
 
 @pytest.fixture
 def stack_on(tmp_path, rectangles_model):
-    """Makes a stack on a given broker and database (by default a fresh database on the shared PostgreSQL);
-    its workers stop and its database goes when the test ends. Request broker fixtures before this one,
-    so that they outlive the workers."""
-    with ExitStack() as cleanup:
-        def make(broker_url: str, database_url: str | None = None) -> Faults:
-            if database_url is None:
-                database_url = cleanup.enter_context(postgres_database("limebatch_faults"))
-            stack = Faults(tmp_path, rectangles_model, database_url, broker_url)
-            cleanup.callback(stack.close)
-            return stack
-
+    """make(broker_url, database_url=None) -> a Stack with the fault settings, running the article's cheap settings
+    (the faults are the point here); by default on a fresh database on the shared PostgreSQL. Its workers stop and
+    its database goes when the test ends. Request broker fixtures before this one, so that they outlive the workers."""
+    with stacks(tmp_path, rectangles_model, settings=FAULT_SETTINGS, run_options=("--preset", "article")) as make:
         yield make
 
 

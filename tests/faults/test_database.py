@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.services import PostgresServer
-from tests.faults.stack import IMAGES, assert_nothing_lost_or_doubled
+from tests.faults.figures import IMAGES, assert_nothing_lost_or_doubled, enqueue_run, report
 
 pytestmark = pytest.mark.slow  # minutes of real faults; CI runs them
 
@@ -27,14 +27,14 @@ def own_postgres():
 def test_postgresql_down_for_a_while_then_the_run_completes(redis_server, own_postgres, stack_on):
     faults = stack_on(redis_server.url, own_postgres.url)
     faults.start_worker()
-    run_id = faults.enqueue("database-down")
+    run_id = enqueue_run(faults, "database-down")
     faults.wait_finished(run_id, 30)
     own_postgres.stop()  # fast shutdown: every open connection is cut
     time.sleep(OUTAGE_S)
     own_postgres.start()
     faults.engine.dispose()  # the test's own pooled connections were cut too
     faults.wait_finished(run_id, IMAGES, timeout=300)
-    figures = faults.report(f"PostgreSQL stopped for {OUTAGE_S} s", run_id, 1)
+    figures = report(faults, f"PostgreSQL stopped for {OUTAGE_S} s", run_id, 1)
     retried = sum(log.read_text().count("Retry in") for log in faults.tmp.glob("worker-*.log"))
     print(f"task retries logged by the workers: {retried}")
     assert_nothing_lost_or_doubled(figures)

@@ -17,7 +17,9 @@ import pytest
 from sqlalchemy import select
 
 from db.models import Explanation, RunImage
-from tests.faults.stack import FAULT_SETTINGS, IMAGES, assert_nothing_lost_or_doubled
+from tests.faults.figures import (
+    FAULT_SETTINGS, IMAGES, assert_nothing_lost_or_doubled, enqueue_run, report, signal_a_running_task,
+)
 
 pytestmark = pytest.mark.slow  # minutes of real faults; CI runs them
 
@@ -39,8 +41,8 @@ class Saboteur(threading.Thread):
         while not self.stop.is_set():
             for image_id, role in self.roles.items():
                 # Past MAX_ATTEMPTS the task gives up without touching the image, so the image cannot hurt it.
-                hit = self.faults.signal_a_running_task(
-                    self.run_id, SIGNAL_OF[role], [image_id], spare=set(self.hits[role]), max_attempts=MAX_ATTEMPTS
+                hit = signal_a_running_task(
+                    self.faults, self.run_id, SIGNAL_OF[role], [image_id], spare=set(self.hits[role]), max_attempts=MAX_ATTEMPTS
                 )
                 if hit is not None:
                     self.hits[role].append(hit[1])
@@ -57,7 +59,7 @@ def _continue(pid: int) -> None:
 
 
 def test_poison_hung_and_slow_images_end_failed_and_the_run_completes(faults):
-    run_id = faults.enqueue("poisoned")  # no worker yet: the saboteur is in place before any claim
+    run_id = enqueue_run(faults, "poisoned")  # no worker yet: the saboteur is in place before any claim
     with faults.session() as session:
         by_position = session.scalars(
             select(RunImage.image_id).where(RunImage.run_id == run_id).order_by(RunImage.position)
@@ -72,7 +74,7 @@ def test_poison_hung_and_slow_images_end_failed_and_the_run_completes(faults):
         saboteur.stop.set()
         saboteur.join()
     hits = {role: len(pids) for role, pids in saboteur.hits.items()}
-    figures = faults.report("poison (SIGKILL), hung (SIGSTOP), slow images", run_id, sum(hits.values()))
+    figures = report(faults, "poison (SIGKILL), hung (SIGSTOP), slow images", run_id, sum(hits.values()))
     with faults.session() as session:
         rows = {
             roles[row.image_id]: row for row in session.scalars(

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from db import reads
 from db.models import Explanation, Run
-from tests.pipeline.test_pipeline import run_id_of
+from tests.stack import run_id_of
 from tests.waiting import wait_for_run, wait_until
 from worker.messages import EXPLAIN_TASK
 
@@ -33,7 +33,7 @@ def test_a_pickled_message_is_refused_and_nothing_runs(stack, tmp_path):
             content_type="application/x-python-serialize", content_encoding="binary",
             headers={"lang": "py", "task": EXPLAIN_TASK, "id": "pickled-1", "argsrepr": "", "kwargsrepr": ""},
         )
-    log = stack.tmp / "worker.log"
+    log = stack.worker.log
     wait_until(lambda: "disallowed" in log.read_text(errors="replace").lower(), "the worker refusing the message")
     assert not marker.exists()
     with stack.session() as session:

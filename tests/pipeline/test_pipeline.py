@@ -12,12 +12,9 @@ from db import reads, runs
 
 from db.models import Explanation, Image, Run, RunImage, SegmentWeight, decode_segments
 from tests.conftest import run_cli
+from tests.stack import run_id_of
 from tests.waiting import broker_idle, wait_for_run, wait_until
 from worker.messages import EXPLAIN_TASK
-
-
-def run_id_of(output: str) -> int:
-    return int(re.search(r"run (\d+):", output).group(1))
 
 
 def rows_per_image(stack, run_id: int) -> dict[int, int]:
@@ -127,7 +124,7 @@ def test_resume_completes_a_run_whose_queue_was_lost(stack):
     stack.worker.stop()
     run_id = run_id_of(stack.enqueue("--dataset", "rectangles", "--limit", "6", "--name", "lost").stdout)
     redis.Redis.from_url(stack.env["CELERY_BROKER_URL"]).flushdb()  # the broker lost its queue
-    stack.new_worker().start()  # it answers a ping: it is taking tasks, and there are none
+    stack.start_worker()  # it answers a ping: it is taking tasks, and there are none
     assert broker_idle(stack.env["CELERY_BROKER_URL"])
     with stack.session() as session:
         assert reads.run_counts(session, run_id).finished == 0  # nothing left to deliver

@@ -15,7 +15,7 @@ from PIL import Image as PILImage
 
 from db import reads
 from models.artifacts import ModelMetadata, file_sha256, write_metadata
-from tests.pipeline.test_pipeline import run_id_of
+from tests.stack import run_id_of
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -1,0 +1,124 @@
+"""What the fault tests do on their stacks: one run of 100 demo images, ways to hit a task in the middle, and
+the figures that say whether anything was lost or doubled."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+from sqlalchemy import func, select
+
+from db.models import FINISHED, Explanation, Run, RunImage, SegmentWeight
+from tests.stack import Stack, run_id_of
+
+IMAGES = 100
+# Short, so that a task whose worker died comes back in seconds rather than the production hour;
+# the time limits stay below the visibility timeout, as the worker insists.
+FAULT_SETTINGS = {
+    "VISIBILITY_TIMEOUT_S": "20",
+    "TASK_SOFT_TIME_LIMIT_S": "8",
+    "TASK_TIME_LIMIT_S": "10",
+    "MAX_ATTEMPTS": "3",
+    "SWEEP_INTERVAL_S": "3",
+    "WORKER_CONCURRENCY": "2",
+}
+
+table: list[dict] = []  # every report of the session, for its summary
+
+
+def enqueue_run(stack: Stack, name: str) -> int:
+    """Send the run of IMAGES demo images; its clock, for the report, starts here."""
+    return run_id_of(stack.enqueue("--dataset", "rectangles", "--limit", str(IMAGES), "--name", name).stdout)
+
+
+def signal_a_running_task(
+    stack: Stack, run_id: int, sig: int, image_ids: list[int] | None = None, spare: set[int] = frozenset(),
+    max_attempts: int | None = None,
+) -> tuple[int, int] | None:
+    """Send `sig` to a live worker process (not one of `spare`) explaining an image of the run (one of
+    `image_ids` if given, on attempt `max_attempts` at most), caught in the middle: the test holds the
+    row's lock meanwhile, so the task cannot save first. Returns (image id, pid), or None if no such
+    image is being explained now."""
+    live = {pid for worker in stack.workers if worker.alive() for pid in worker.child_pids()} - spare
+    query = select(Explanation.image_id, Explanation.worker_host).where(
+        Explanation.run_id == run_id, Explanation.status == "running"
+    )
+    if image_ids is not None:
+        query = query.where(Explanation.image_id.in_(image_ids))
+    if max_attempts is not None:
+        query = query.where(Explanation.attempts <= max_attempts)
+    with stack.engine.connect() as connection, connection.begin():
+        for image_id, host in connection.execute(query.with_for_update(skip_locked=True)):
+            pid = int(host.rsplit(":", 1)[1])
+            if pid in live:  # a row left running by a process that died already is not mid-task
+                os.kill(pid, sig)
+                return image_id, pid
+    return None
+
+
+def sent_again_by_sweeper(stack: Stack) -> int:
+    """Images the workers' sweeper sent again, read from the workers' logs."""
+    return sum(
+        int(n) for worker in stack.workers
+        for n in re.findall(r"(\d+) image\(s\) lost by the broker", worker.log.read_text())
+    )
+
+
+def attempts(stack: Stack, run_id: int, image_ids: list[int]) -> dict[int, int]:
+    with stack.session() as session:
+        return dict(session.execute(
+            select(Explanation.image_id, Explanation.attempts)
+            .where(Explanation.run_id == run_id, Explanation.image_id.in_(image_ids))
+        ).all())
+
+
+def figures(stack: Stack, run_id: int) -> dict:
+    """Exactly one finished row per image is the goal: lost counts images without one, duplicated
+    images with more than one row or with a weight set that is not exactly one per segment and label."""
+    with stack.session() as session:
+        members = session.scalars(select(RunImage.image_id).where(RunImage.run_id == run_id)).all()
+        rows = session.execute(
+            select(Explanation.id, Explanation.image_id, Explanation.status, Explanation.attempts,
+                   Explanation.n_segments).where(Explanation.run_id == run_id)
+        ).all()
+        weights = dict(session.execute(
+            select(SegmentWeight.explanation_id, func.count()).join(Explanation)
+            .where(Explanation.run_id == run_id).group_by(SegmentWeight.explanation_id)
+        ).all())
+        labels = dict(session.execute(
+            select(SegmentWeight.explanation_id, func.count(func.distinct(SegmentWeight.label))).join(Explanation)
+            .where(Explanation.run_id == run_id).group_by(SegmentWeight.explanation_id)
+        ).all())
+        run = session.get(Run, run_id)
+    rows_of = {image_id: [r for r in rows if r.image_id == image_id] for image_id in members}
+    finished = {image_id for image_id, own in rows_of.items() if any(r.status in FINISHED for r in own)}
+    bad_weights = [
+        r for r in rows
+        if (r.status == "ok" and weights.get(r.id) != r.n_segments * labels.get(r.id, 0))
+        or (r.status != "ok" and r.id in weights)
+    ]
+    return {
+        "images": len(members),
+        "rows": len(rows),
+        "ok": sum(r.status == "ok" for r in rows),
+        "failed": sum(r.status == "failed" for r in rows),
+        "retried": sum(r.attempts > 1 for r in rows),
+        "lost": len(members) - len(finished),
+        "duplicated": sum(len(own) > 1 for own in rows_of.values()) + len(bad_weights),
+        "run_status": run.status,
+    }
+
+
+def report(stack: Stack, fault: str, run_id: int, faults: int) -> dict:
+    """The run's figures, printed and kept for the session's fault table; seconds count from the enqueue."""
+    seconds = time.monotonic() - stack.enqueued_at
+    found = {"fault": fault, "faults": faults, **figures(stack, run_id), "seconds": round(seconds, 1)}
+    print("\n" + "  ".join(f"{key}={value}" for key, value in found.items()))
+    table.append(found)
+    return found
+
+
+def assert_nothing_lost_or_doubled(figures: dict) -> None:
+    assert figures["lost"] == 0 and figures["duplicated"] == 0, figures
+    assert figures["rows"] == figures["images"] == IMAGES and figures["run_status"] == "done", figures
