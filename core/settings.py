@@ -81,3 +81,11 @@ def cpu_count() -> int:
 
 
 settings = Settings()
+
+
+def reload_settings() -> Settings:
+    """Read the environment into the one settings object again, in place (modules hold references to it). Every
+    command line does this as it starts, so that a command run in-process (typer's CliRunner, in the tests) sees
+    the environment it was given."""
+    settings.__init__()
+    return settings

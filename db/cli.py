@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from core.cli import OutputFormat, fail, failing_on, write_rows
-from core.settings import settings
+from core.settings import reload_settings, settings
 from db import reads
 from db.models import decode_segments
 from db.session import session_factory
@@ -22,6 +22,7 @@ console = Console()
 @app.callback()
 def main() -> None:
     """The results database: migrations and queries."""
+    reload_settings()
 
 
 @app.command()

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from core.cli import fail, failing_on
+from core.settings import reload_settings
 from models.artifacts import default_model_path
 from models.cnn import PRESETS
 from models.contract import PREPROCESS_FAMILIES
@@ -22,6 +23,7 @@ console = Console()
 @app.callback()
 def main() -> None:
     """Demo data sets and the article's CNN."""
+    reload_settings()
 
 
 @app.command()

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from core.cli import USAGE_ERROR, OutputFormat, fail, failing_on, write_rows
+from core.settings import cpu_count, reload_settings, settings
 from db import reads
 from db.session import session_factory
 from models.contract import PREPROCESS_FAMILIES
@@ -29,6 +30,7 @@ console = Console()
 @app.callback()
 def main() -> None:
     """Send images to the workers and follow the runs."""
+    reload_settings()
 
 
 # The options `enqueue` and `local` share, declared once: run_options() adds them to both commands' signatures.
@@ -79,6 +81,14 @@ def run_options(command):
     return command
 
 
+def broker_app():
+    """The Celery app, pointed at CELERY_BROKER_URL as this command read it."""
+    from worker.celery import app, use_broker
+
+    use_broker(app, settings.celery_broker_url)
+    return app
+
+
 @app.command()
 @run_options
 def enqueue(
@@ -86,10 +96,8 @@ def enqueue(
     **options,
 ) -> None:
     """Create a run, store its images, send one task per image, print the run id."""
-    from worker.celery import app as celery_app
-
     name = options.pop("name")
-    run_id = send_run(celery_app, name, prepare_run(**options))
+    run_id = send_run(broker_app(), name, prepare_run(**options))
     if wait:
         follow(run_id)
     else:
@@ -166,7 +174,6 @@ def local(
     workers, sends the run, shows its progress, stops the workers, and prints the summary and the
     misclassified images. Ctrl-C stops the workers and leaves the run resumable with --resume.
     """
-    from core.settings import cpu_count, settings
     from producer import service
     from producer.local import local_workers
 
@@ -219,10 +226,9 @@ def resume(
 ) -> None:
     """Send again every image of the run that has no result (after the broker lost its queue)."""
     from producer import service
-    from worker.celery import app as celery_app
 
     with failing_on(service.EnqueueError, reads.RunNotFound):
-        run_id, sent = service.resume(session_factory(), celery_app, run)
+        run_id, sent = service.resume(session_factory(), broker_app(), run)
     console.print(f"run {run_id}: {sent} images sent again")
     if wait and sent:
         follow(run_id)

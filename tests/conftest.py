@@ -46,6 +46,20 @@ def run_cli(package: str, *args: str, check: bool = True, env: dict | None = Non
     return run_python("-m", package, *args, check=check, env=env)
 
 
+def invoke(package: str, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m package args...` in this process (typer's CliRunner): the same command line, without a
+    Python start, for commands that need no worker. The result reads like run_cli's."""
+    import importlib
+
+    from typer.testing import CliRunner
+
+    app = importlib.import_module(f"{package}.cli").app
+    result = CliRunner().invoke(app, list(args), env={k: str(v) for k, v in (env or {}).items()}, catch_exceptions=False)
+    if check and result.exit_code != 0:
+        raise AssertionError(f"python -m {package} {' '.join(args)} failed ({result.exit_code}):\n{result.stderr}")
+    return subprocess.CompletedProcess([package, *args], result.exit_code, result.stdout, result.stderr)
+
+
 def run_python(*argv: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     result = subprocess.run(
         [sys.executable, *argv], cwd=REPO, capture_output=True, text=True, env={**os.environ, **(env or {})},

@@ -17,6 +17,7 @@ from worker.sweeper import Sweeper
 def use_broker(celery_app: Celery, url: str) -> None:
     """Point the app at a broker; only Redis takes a visibility timeout (the embedded SQLAlchemy
     transport would pass it on to create_engine and fail)."""
+    celery_app.close()  # the pooled connections to the broker it pointed at before
     celery_app.conf.broker_url = url
     celery_app.conf.broker_transport_options = {
         "visibility_timeout": settings.visibility_timeout_s,

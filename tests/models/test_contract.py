@@ -10,7 +10,7 @@ import pytest
 
 from models.artifacts import ModelMetadata, summarise_keras_file
 from models.contract import ContractError, decide_contract, parse_value_range
-from tests.conftest import run_cli
+from tests.conftest import invoke
 
 
 def test_a_tutorial_model_wants_0_255_and_gives_logits(tutorial):
@@ -56,15 +56,15 @@ def test_describe_writes_the_metadata_file_that_runs_then_read(tutorial, tmp_pat
     shutil.copy(tutorial[0], model)
     names = tmp_path / "classes.txt"
     names.write_text("no_rectangle\nrectangle\n")
-    out = run_cli("models", "describe", str(model), "--class-names-file", str(names)).stdout
+    out = invoke("models", "describe", str(model), "--class-names-file", str(names)).stdout
     assert "pixels 0..255: inferred from the model's first layer" in out and "outputs logits" in out
     written = json.loads(model.with_suffix(".json").read_text())
     assert written["class_names"] == ["no_rectangle", "rectangle"] and written["value_range"] == [0.0, 255.0]
     assert written["outputs"] == "logits" and written["input_shape"] == [64, 64, 3] and len(written["sha256"]) == 64
-    again = run_cli("models", "describe", str(model), "--value-range", "0,1", "--preprocess", "vgg16").stdout
+    again = invoke("models", "describe", str(model), "--value-range", "0,1", "--preprocess", "vgg16").stdout
     assert "pixels 0..1: from --value-range" in again
     written = json.loads(model.with_suffix(".json").read_text())
     assert written["value_range"] == [0.0, 1.0] and written["preprocess"] == "vgg16"
     assert written["class_names"] == ["no_rectangle", "rectangle"]  # kept from the first description
-    refused = run_cli("models", "describe", str(model), "--class-names", "a,b,c", check=False)
+    refused = invoke("models", "describe", str(model), "--class-names", "a,b,c", check=False)
     assert refused.returncode == 2 and "has 2 classes, but 3 class names were given" in refused.stderr

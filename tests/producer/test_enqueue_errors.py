@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import create_engine, text
 
-from tests.conftest import run_cli, run_python
+from tests.conftest import invoke, run_python
 from tests.services import redis_database
 
 
@@ -23,7 +23,7 @@ def env(tmp_path):
     with redis_database() as broker:
         database = f"sqlite:///{tmp_path / 'results.db'}"
         env = {"DATABASE_URL": database, "CELERY_BROKER_URL": broker, "DATA_DIR": str(tmp_path / "data")}
-        run_cli("db", "upgrade", env=env)
+        invoke("db", "upgrade", env=env)
         yield env
 
 
@@ -88,9 +88,9 @@ def test_bad_sources_and_models_are_refused_and_nothing_is_stored(env, tmp_path,
         (["--dataset", "rectangles", "--limit", "0", *model], "--limit must be at least 1"),
     ]
     for args, message in cases:
-        assert_refused(run_cli("producer", "enqueue", *args, check=False, env=env), message)
+        assert_refused(invoke("producer", "enqueue", *args, check=False, env=env), message)
     assert_listed(
-        run_cli("producer", "enqueue", "--folder", str(not_image), *model, check=False, env=env),
+        invoke("producer", "enqueue", "--folder", str(not_image), *model, check=False, env=env),
         "rectangle/notes.png: not a readable image",
     )
     assert stored_rows(env) == {"runs": 0, "images": 0, "run_images": 0}
@@ -98,7 +98,7 @@ def test_bad_sources_and_models_are_refused_and_nothing_is_stored(env, tmp_path,
 
 def test_no_broker_means_a_clear_error_and_no_run(env, rectangles_model):
     no_broker = {**env, "CELERY_BROKER_URL": "redis://127.0.0.1:1/0"}
-    result = run_cli("producer", "enqueue", "--dataset", "rectangles", "--limit", "3", "--model", str(rectangles_model),
+    result = invoke("producer", "enqueue", "--dataset", "rectangles", "--limit", "3", "--model", str(rectangles_model),
                      check=False, env=no_broker)
     assert_refused(result, "cannot reach the broker at redis://127.0.0.1:1/0")
     assert stored_rows(env)["runs"] == 0
@@ -174,10 +174,10 @@ def test_hostile_files_are_refused_by_name_and_nothing_is_stored(env, tmp_path, 
          "small.png is 32x32, the model wants 64x64 (--resize scales it)"),
     ]
     for folder, message in cases:
-        assert_listed(run_cli("producer", "enqueue", "--folder", folder, *model, check=False, env=env), message)
+        assert_listed(invoke("producer", "enqueue", "--folder", folder, *model, check=False, env=env), message)
     good = one_bad_file(tmp_path, "ok.png", lambda p: None)
     assert_refused(
-        run_cli("producer", "enqueue", "--folder", good, "--model", str(lambda_model), check=False, env=env),
+        invoke("producer", "enqueue", "--folder", good, "--model", str(lambda_model), check=False, env=env),
         "holds a Lambda layer (arbitrary Python code); refused, nothing was executed",
     )
     assert stored_rows(env) == {"runs": 0, "images": 0, "run_images": 0}
@@ -191,7 +191,7 @@ def test_grey_rgba_16_bit_and_other_sizes_are_converted(env, tmp_path, rectangle
     (folder / "no_rectangle").mkdir()
     Image.fromarray(rng.integers(0, 65535, (64, 64), dtype=np.uint16)).save(folder / "no_rectangle" / "deep.png")
     save_png(folder / "no_rectangle" / "big.png", rng.integers(0, 255, (100, 80, 3), dtype=np.uint8))
-    result = run_cli("producer", "enqueue", "--folder", str(folder), "--model", str(rectangles_model), "--resize", env=env)
+    result = invoke("producer", "enqueue", "--folder", str(folder), "--model", str(rectangles_model), "--resize", env=env)
     assert "resized 1 images to 64x64" in result.stdout and "4 images queued" in result.stdout
     engine = create_engine(env["DATABASE_URL"])
     with engine.connect() as connection:
@@ -212,7 +212,7 @@ def test_links_out_of_the_folder_are_ignored(env, tmp_path, rectangles_model):
     save_png(folder / "rectangle" / "inside.png", np.full((64, 64, 3), 200, np.uint8))
     (folder / "rectangle" / "escape.png").symlink_to(outside / "secret.png")
     (folder / "no_rectangle").symlink_to(outside, target_is_directory=True)
-    result = run_cli("producer", "enqueue", "--folder", str(folder), "--model", str(rectangles_model), env=env)
+    result = invoke("producer", "enqueue", "--folder", str(folder), "--model", str(rectangles_model), env=env)
     assert "1 images queued" in result.stdout
     assert result.stdout.count("a link outside") == 2
     engine = create_engine(env["DATABASE_URL"])
@@ -229,7 +229,7 @@ def test_a_wrong_database_url_is_a_one_line_error(tmp_path, rectangles_model):
         ):
             env = {"DATABASE_URL": url, "CELERY_BROKER_URL": broker, "DATA_DIR": str(tmp_path)}
             for command in (["db", "upgrade"], ["producer", "enqueue", "--limit", "2", "--model", str(rectangles_model)]):
-                assert_refused(run_cli(*command, check=False, env=env), message)
+                assert_refused(invoke(*command, check=False, env=env), message)
 
 
 def npz_claiming(path: Path, shape: tuple[int, ...]) -> Path:
@@ -259,10 +259,10 @@ def test_hostile_npz_files_are_refused_and_nothing_is_stored(env, tmp_path, rect
     }
     for name, (make, message) in cases.items():
         make(tmp_path / name)
-        assert_refused(run_cli("producer", "enqueue", "--npz", str(tmp_path / name), *model, check=False, env=env), message)
+        assert_refused(invoke("producer", "enqueue", "--npz", str(tmp_path / name), *model, check=False, env=env), message)
     np.savez(tmp_path / "small.npz", X=np.zeros((2, 32, 32, 3), np.uint8))
     assert_listed(
-        run_cli("producer", "enqueue", "--npz", str(tmp_path / "small.npz"), *model, check=False, env=env),
+        invoke("producer", "enqueue", "--npz", str(tmp_path / "small.npz"), *model, check=False, env=env),
         "small.npz[0] is 32x32, the model wants 64x64", "small.npz[1] is 32x32",
     )
     assert stored_rows(env) == {"runs": 0, "images": 0, "run_images": 0}
@@ -277,7 +277,7 @@ def test_grey_rgba_and_16_bit_npz_images_are_converted(env, tmp_path, rectangles
     }
     for name, x in arrays.items():
         np.savez(tmp_path / name, X=x)
-        result = run_cli("producer", "enqueue", "--npz", str(tmp_path / name), "--model", str(rectangles_model), env=env)
+        result = invoke("producer", "enqueue", "--npz", str(tmp_path / name), "--model", str(rectangles_model), env=env)
         assert "2 images queued" in result.stdout
     engine = create_engine(env["DATABASE_URL"])
     with engine.connect() as connection:
@@ -299,7 +299,7 @@ def test_every_broken_file_of_a_folder_is_listed_at_once_or_skipped_and_recorded
     (folder / "no_rectangle" / "cut.png").write_bytes((folder / "rectangle" / "00.png").read_bytes()[:200])
     model = ["--model", str(rectangles_model)]
 
-    refused = run_cli("producer", "enqueue", "--folder", str(folder), *model, check=False, env=env)
+    refused = invoke("producer", "enqueue", "--folder", str(folder), *model, check=False, env=env)
     listed = assert_listed(
         refused, "rectangle/empty.png: not a readable image", "rectangle/notes.png: not a readable image",
         "no_rectangle/bomb.png claims 8000x8000 pixels", "no_rectangle/small.png is 32x32, the model wants 64x64",
@@ -309,7 +309,7 @@ def test_every_broken_file_of_a_folder_is_listed_at_once_or_skipped_and_recorded
     assert "add --skip-bad to explain the other 40 and record these 5 on the run" in refused.stderr
     assert stored_rows(env) == {"runs": 0, "images": 0, "run_images": 0}
 
-    skipped = run_cli("producer", "enqueue", "--folder", str(folder), *model, "--skip-bad", "--name", "skipping", env=env)
+    skipped = invoke("producer", "enqueue", "--folder", str(folder), *model, "--skip-bad", "--name", "skipping", env=env)
     assert "skipping 5 images that cannot be explained" in skipped.stdout and "40 images queued" in skipped.stdout
     assert stored_rows(env) == {"runs": 1, "images": 40, "run_images": 40}
     engine = create_engine(env["DATABASE_URL"])
@@ -317,10 +317,10 @@ def test_every_broken_file_of_a_folder_is_listed_at_once_or_skipped_and_recorded
         recorded = json.loads(connection.scalar(text("SELECT skipped FROM runs WHERE name = 'skipping'")))
     engine.dispose()
     assert sorted(Path(entry["source"]).name for entry in recorded) == ["bomb.png", "cut.png", "empty.png", "notes.png", "small.png"]
-    status = run_cli("producer", "status", "skipping", env={**env, "COLUMNS": "200"}).stdout
+    status = invoke("producer", "status", "skipping", env={**env, "COLUMNS": "200"}).stdout
     assert re.search(r"skipped files\W+5 \(--skip-bad; listed below\)", status)
     assert all("".join(entry["reason"].split()) in "".join(status.split()) for entry in recorded)
     report = tmp_path / "report.html"
-    run_cli("db", "report", "--run", "skipping", "-o", str(report), env=env)
+    invoke("db", "report", "--run", "skipping", "-o", str(report), env=env)
     assert "5 files skipped with --skip-bad" in report.read_text()
     assert all(html.escape(entry["reason"]) in report.read_text() for entry in recorded)
