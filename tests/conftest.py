@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.services import REPO
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")

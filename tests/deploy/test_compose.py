@@ -106,9 +106,9 @@ def test_every_service_command_runs_here(tmp_path, rectangles_model):
             auth = ("admin", "flower-secret")
             wait_until(lambda: _get("http://127.0.0.1:5555/api/workers", auth) == 200, "flower")
 
-            # compose's producer command as written, on the first 40 images of the demo set: the wiring is the
-            # point here, and all 400 at the default settings take minutes (../shared/compose-real runs them all)
-            summary = run("producer", "--limit", "40").stdout
+            # compose's producer command as written, on the first 40 images of the demo set at 500 samples: the wiring
+            # is the point here, and all 400 at the default settings take minutes (../shared/compose-real runs them)
+            summary = run("producer", "--limit", "40", "--num-samples", "500").stdout
             assert "accuracy" in summary and "misclassified" in summary
             tasks = requests.get("http://127.0.0.1:5555/api/tasks", auth=auth, timeout=10).json()
             assert len(tasks) >= 40

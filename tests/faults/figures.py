@@ -17,8 +17,8 @@ IMAGES = 100
 # the time limits stay below the visibility timeout, as the worker insists.
 FAULT_SETTINGS = {
     "VISIBILITY_TIMEOUT_S": "20",
-    "TASK_SOFT_TIME_LIMIT_S": "8",
-    "TASK_TIME_LIMIT_S": "10",
+    "TASK_SOFT_TIME_LIMIT_S": "5",
+    "TASK_TIME_LIMIT_S": "7",
     "MAX_ATTEMPTS": "3",
     "SWEEP_INTERVAL_S": "3",
     "WORKER_CONCURRENCY": "2",

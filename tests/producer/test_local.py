@@ -55,7 +55,7 @@ def test_ctrl_c_stops_the_workers_and_leaves_the_run_resumable(tmp_path, rectang
     shutil.copy(rectangles_model.with_suffix(".json"), models / "rectangles.json")
     env = local_env(tmp_path)
     process = subprocess.Popen(
-        [sys.executable, "-m", "producer", "local", "--limit", "40", "--workers", "2"],
+        [sys.executable, "-m", "producer", "local", "--limit", "40", "--num-samples", "200", "--workers", "2"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     wait_until(
