@@ -12,6 +12,9 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+CELERY_HEARTBEAT_S = 2.0  # how often a Celery worker sends its heartbeat event (Celery's default)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
@@ -38,6 +41,10 @@ class Settings(BaseSettings):
         default=60,
         description="How often a worker looks for images whose task the broker lost, once its queue is empty.",
     )
+    lost_worker_after_s: int = Field(
+        default=120,
+        description="A worker that sent no heartbeat for this long is lost: the tasks it held are sent again.",
+    )
     max_attempts: int = Field(
         default=3, description="Deliveries of one image before it is stored as failed (poison images end here)."
     )
@@ -48,6 +55,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "time limits must satisfy TASK_SOFT_TIME_LIMIT_S < TASK_TIME_LIMIT_S < VISIBILITY_TIMEOUT_S, "
                 "otherwise Redis redelivers a task that is still running"
+            )
+        if self.lost_worker_after_s < 3 * CELERY_HEARTBEAT_S:
+            raise ValueError(
+                f"LOST_WORKER_AFTER_S must be at least {3 * CELERY_HEARTBEAT_S:g} s (three of Celery's heartbeats), "
+                "or a worker that is only busy would be taken for lost"
             )
         return self
 

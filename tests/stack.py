@@ -53,6 +53,11 @@ class Stack:
         self.workers.append(worker)
         return worker
 
+    def retire(self, worker: Worker) -> None:
+        """Stop one of the stack's workers and forget it (`worker` is again the one started before it)."""
+        worker.stop(timeout=30)
+        self.workers.remove(worker)
+
     @cached_property
     def celery(self) -> Celery:
         """A Celery app on the stack's broker, to send tasks or messages by hand."""

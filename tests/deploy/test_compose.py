@@ -40,6 +40,10 @@ def test_only_flower_is_published_and_secrets_come_from_the_environment():
     assert ".env" in (REPO / ".gitignore").read_text().split()
     assert "service_healthy" in str(services["migrate"]["depends_on"])
     assert "healthcheck" in services["postgres"] and "volumes" in services["postgres"]
+    built = [name for name, s in services.items() if "build" in s]
+    assert built and all(services[name].get("pull_policy") == "build" for name in built)  # never pulled
+    flower = compose.service("flower", {name: "x" for name in compose.secret_variables()})
+    assert flower["ports"] == ["127.0.0.1:5555:5555"]  # Flower's plain HTTP stays on this machine by default
 
 
 def test_every_service_command_runs_here(tmp_path, rectangles_model):
@@ -101,10 +105,13 @@ def test_every_service_command_runs_here(tmp_path, rectangles_model):
             shutil.copy(rectangles_model.with_suffix(".json"), data / "models" / "rectangles.json")
             assert "already there" in run("trainer").stdout
 
-            processes.append(start("worker"))
+            # Flower first (it waits for Redis alone), the worker second: Flower's list shows it, without ?refresh
             processes.append(flower := start("flower"))
             auth = ("admin", "flower-secret")
             wait_until(lambda: _get("http://127.0.0.1:5555/api/workers", auth) == 200, "flower")
+            processes.append(start("worker"))
+            wait_until(lambda: requests.get("http://127.0.0.1:5555/api/workers", auth=auth, timeout=10).json(),
+                       "the worker in Flower's list", timeout=120)
 
             # compose's producer command as written, on the first 40 images of the demo set at 500 samples: the wiring
             # is the point here, and all 400 at the default settings take minutes (../shared/compose-real runs them)

@@ -21,6 +21,7 @@ FAULT_SETTINGS = {
     "TASK_TIME_LIMIT_S": "7",
     "MAX_ATTEMPTS": "3",
     "SWEEP_INTERVAL_S": "3",
+    "LOST_WORKER_AFTER_S": "10",
     "WORKER_CONCURRENCY": "2",
 }
 
@@ -63,6 +64,15 @@ def sent_again_by_sweeper(stack: Stack) -> int:
         int(n) for worker in stack.workers
         for n in re.findall(r"(\d+) image\(s\) lost by the broker", worker.log.read_text())
     )
+
+
+def declared_lost(stack: Stack) -> list[tuple[str, int, int]]:
+    """(worker, tasks sent again, tasks it held) for every worker the sweepers declared lost, from the workers' logs."""
+    return [
+        (name, int(again), int(held)) for worker in stack.workers
+        for name, again, held in re.findall(
+            r"worker (\S+) lost \(no heartbeat for \d+ s\): (\d+) of the (\d+) task", worker.log.read_text())
+    ]
 
 
 def attempts(stack: Stack, run_id: int, image_ids: list[int]) -> dict[int, int]:

@@ -1,17 +1,24 @@
-"""Workers killed in the middle of a run: one child, then the whole worker."""
+"""Workers killed in the middle of a run: one child, then the whole worker; and a worker that is only slow."""
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
 import pytest
 
 from tests.faults.figures import (
-    IMAGES, assert_nothing_lost_or_doubled, attempts, enqueue_run, report, sent_again_by_sweeper, signal_a_running_task,
+    FAULT_SETTINGS, IMAGES, assert_nothing_lost_or_doubled, attempts, declared_lost, enqueue_run, report,
+    sent_again_by_sweeper, signal_a_running_task,
 )
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow  # minutes of real faults; CI runs them
+
+VISIBILITY_S = 600
+REALISTIC_VISIBILITY = {"VISIBILITY_TIMEOUT_S": str(VISIBILITY_S)}  # production's is 3600: 600 is just as out of reach
+LOST_AFTER_S = int(FAULT_SETTINGS["LOST_WORKER_AFTER_S"])
 
 
 def test_a_worker_child_killed_mid_task_loses_nothing(faults):
@@ -32,18 +39,50 @@ def test_a_worker_child_killed_mid_task_loses_nothing(faults):
     assert worker.alive() and len(worker.child_pids()) == 2  # the pool replaced its dead children
 
 
-def test_a_whole_worker_killed_mid_run_is_taken_over_by_a_new_one(faults):
+def test_a_whole_worker_killed_mid_run_is_recovered_once_its_heartbeats_stop(faults):
+    """With a production-like visibility timeout, the dead worker's tasks come back after LOST_WORKER_AFTER_S (and
+    the next sweep), not after the visibility timeout."""
+    faults.env.update(REALISTIC_VISIBILITY)
     first = faults.start_worker()
     run_id = enqueue_run(faults, "worker-killed")
     faults.wait_finished(run_id, 30)
     while signal_a_running_task(faults, run_id, 0) is None:  # signal 0: only make sure a task is mid-way
         time.sleep(0.01)
     first.kill()  # main process and children at once: the tasks it held stay unacknowledged in Redis
+    killed = time.monotonic()
     killed_at = faults.counts(run_id).finished
     faults.start_worker()
+    lost = wait_until(lambda: declared_lost(faults), "the dead worker declared lost", timeout=120)
+    detected = time.monotonic() - killed
     faults.wait_finished(run_id, IMAGES, timeout=300)
-    figures = report(faults, "SIGKILL a whole worker, start a new one", run_id, 1)
-    print(f"finished when killed: {killed_at}; sent again by the sweeper: {sent_again_by_sweeper(faults)}; the other "
-          "tasks the dead worker held came back after the visibility timeout")
+    completed = time.monotonic() - killed
+    figures = report(faults, f"SIGKILL a whole worker, start a new one (lost after {LOST_AFTER_S} s; "
+                             f"visibility timeout {VISIBILITY_S} s)", run_id, 1)
+    print(f"finished when killed: {killed_at}; declared lost {detected:.1f} s after the kill ({lost}); the run "
+          f"complete {completed:.1f} s after it; sent again by the sweeper: {sent_again_by_sweeper(faults)}")
     assert_nothing_lost_or_doubled(figures)
     assert figures["ok"] == IMAGES and figures["retried"] >= 1
+    (name, resent, held), = lost
+    assert name.split("@")[0] == first.name.split("@")[0] and 1 <= resent <= held
+    # the last heartbeat before the kill set the key's clock: up to one heartbeat (2 s) before it
+    assert detected >= LOST_AFTER_S - 2.5 and completed < VISIBILITY_S / 4
+
+
+def test_a_slow_worker_that_still_sends_heartbeats_is_not_declared_lost(faults):
+    """A task stalled (SIGSTOP) for longer than LOST_WORKER_AFTER_S in a worker whose main process is alive: nothing
+    is sent again, the task finishes on its first attempt."""
+    faults.env.update({**REALISTIC_VISIBILITY, "TASK_SOFT_TIME_LIMIT_S": "60", "TASK_TIME_LIMIT_S": "70"})
+    faults.start_worker()
+    run_id = enqueue_run(faults, "slow-worker")
+    faults.wait_finished(run_id, 10)
+    while (hit := signal_a_running_task(faults, run_id, signal.SIGSTOP)) is None:
+        time.sleep(0.01)
+    image_id, pid = hit
+    stalled_s = LOST_AFTER_S + 3 * int(FAULT_SETTINGS["SWEEP_INTERVAL_S"])  # sweeps looked well past the limit
+    time.sleep(stalled_s)  # the fault itself: a task that takes this long
+    os.kill(pid, signal.SIGCONT)
+    faults.wait_finished(run_id, IMAGES)
+    figures = report(faults, f"one task stalled {stalled_s} s, heartbeats going (lost after {LOST_AFTER_S} s)", run_id, 1)
+    assert_nothing_lost_or_doubled(figures)
+    assert declared_lost(faults) == [] and attempts(faults, run_id, [image_id]) == {image_id: 1}
+    assert figures["ok"] == IMAGES and figures["retried"] == 0
