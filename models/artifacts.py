@@ -7,6 +7,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 
 @dataclass
 class ModelMetadata:
@@ -31,6 +33,9 @@ class ModelMetadata:
     val_errors: int | None = None
     val_accuracy: float | None = None
     sha256: str | None = None
+    # The trained weights alone: the same for the same seed, while the file's sha256 is not (Keras writes the save
+    # time and Python object ids into the archive). Set by `models train`.
+    weights_sha256: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelMetadata":
@@ -41,6 +46,16 @@ class ModelMetadata:
 def file_sha256(path: str | Path) -> str:
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def weights_sha256(weights: list[np.ndarray]) -> str:
+    """One sha256 over a model's weight arrays (`model.get_weights()`: shapes, types and values, in order)."""
+    digest = hashlib.sha256()
+    for array in weights:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def default_model_path(dataset: str) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.artifacts import ModelMetadata, file_sha256, write_metadata
+from models.artifacts import ModelMetadata, file_sha256, weights_sha256, write_metadata
 from models.datasets import Dataset, load_dataset
 from models.outputs import class_columns
 
@@ -104,6 +104,7 @@ def train(dataset_name: str, out: Path, *, preset: str = "default", seed: int = 
         val_errors=errors,
         val_accuracy=1.0 - errors / len(dataset.y_val),
         sha256=file_sha256(out),
+        weights_sha256=weights_sha256(model.get_weights()),
     )
     write_metadata(out, metadata)
     return TrainResult(out, metadata, dataset)
