@@ -6,8 +6,9 @@ One process, TensorFlow (and BLAS) pinned to one thread, `num_samples` perturbat
 - engine_s: seconds per image with `worker.engine.explain` (lime's default quickshift segmentation);
 - limit_s:  one compiled forward pass over `num_samples` perturbed images at the best batch size.
 Also the engine with SLIC (~50 superpixels, so no repeated masks to skip: the honest overhead over
-the limit), the same figures at 224x224 on MobileNetV2(weights=None), the rectangles generator's
-speed and the peak RSS. The last line is one JSON object.
+the limit), the default's segmentation and fill (SLIC 50, grey) with `num_samples` fixed and with `auto` (seconds
+and model calls per explanation), the same figures at 224x224 on MobileNetV2(weights=None), the rectangles
+generator's speed and the peak RSS. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -49,9 +50,30 @@ def naive_seconds(image: np.ndarray, keras_model, num_samples: int) -> float:
 
 
 def engine_seconds(image: np.ndarray, classifier: Classifier, params: ExplainParams) -> tuple[float, int]:
+    seconds, result = timed_explain(image, classifier, params)
+    return seconds, result.n_segments
+
+
+def timed_explain(image: np.ndarray, classifier: Classifier, params: ExplainParams):
     started = time.perf_counter()
     result = explain(image, classifier.predict, params, input_shape=classifier.input_shape)
-    return time.perf_counter() - started, result.n_segments
+    return time.perf_counter() - started, result
+
+
+def fixed_and_auto(images: np.ndarray, classifier: Classifier, num_samples: int) -> dict:
+    """The default's segmentation and fill (SLIC 50, grey) with `num_samples` fixed and with `auto`: seconds and
+    model calls (distinct masks predicted) per explanation, and auto's samples and why it stopped."""
+    figures = {}
+    for name, samples in (("fixed", num_samples), ("auto", "auto")):
+        params = ExplainParams(segmentation="slic", n_segments=50, hide="grey", num_samples=samples)
+        runs = [timed_explain(image, classifier, params) for image in images]
+        figures[f"{name}_s"] = statistics.mean(seconds for seconds, _ in runs)
+        figures[f"{name}_model_calls"] = statistics.mean(result.sampling.model_calls for _, result in runs)
+        figures[f"{name}_samples"] = statistics.mean(result.sampling.samples for _, result in runs)
+        stops = [result.sampling.stop for _, result in runs]
+        figures[f"{name}_stops"] = ", ".join(f"{stops.count(stop)} {stop}" for stop in sorted(set(stops)))
+    figures["auto_over_fixed_s"] = figures["auto_s"] / figures["fixed_s"]
+    return figures
 
 
 def limit_seconds(image: np.ndarray, classifier: Classifier, num_samples: int, batch_sizes) -> tuple[float, int]:
@@ -100,6 +122,7 @@ def measure(label: str, images: np.ndarray, classifier: Classifier, num_samples:
     figures["naive_over_engine"] = figures["naive_s"] / figures["engine_s"]
     figures["engine_over_limit"] = figures["engine_s"] / figures["limit_s"]
     figures["engine_slic_over_limit"] = figures["engine_slic_s"] / figures["limit_s"]
+    figures.update(fixed_and_auto(images, classifier, num_samples))
     figures["peak_rss_mb"] = peak_rss_mb()
     print(
         f"{label}: naive {figures['naive_s']:.3f} s/image, engine {figures['engine_s']:.3f} s "
@@ -107,7 +130,11 @@ def measure(label: str, images: np.ndarray, classifier: Classifier, num_samples:
         f"{figures['engine_slic_s']:.3f} s ({figures['superpixels_slic']:.1f} superpixels), limit {limit:.3f} s "
         f"(batch {best_batch}); naive/engine {figures['naive_over_engine']:.1f}x, engine/limit "
         f"{figures['engine_over_limit']:.2f}, SLIC engine/limit {figures['engine_slic_over_limit']:.2f}; "
-        f"peak RSS {figures['peak_rss_mb']:.0f} MB",
+        f"peak RSS {figures['peak_rss_mb']:.0f} MB\n"
+        f"  default settings (slic 50, grey): fixed {num_samples}: {figures['fixed_s']:.3f} s, "
+        f"{figures['fixed_model_calls']:.0f} model calls; auto: {figures['auto_s']:.3f} s, "
+        f"{figures['auto_model_calls']:.0f} model calls ({figures['auto_samples']:.0f} samples; {figures['auto_stops']}); "
+        f"auto/fixed seconds {figures['auto_over_fixed_s']:.2f}",
         flush=True,
     )
     return figures
@@ -148,6 +175,7 @@ def main() -> None:
             big_images = smooth_colour_images(1, 224, np.random.default_rng(0))
             figures = measure("224x224 MobileNetV2", big_images, big, args.num_samples, 1, (32, 64, 128, 256))
             result.update({f"mobilenet224_{key}": value for key, value in figures.items()})
+            result["mobilenet_auto_s"], result["mobilenet_fixed_s"] = figures["auto_s"], figures["fixed_s"]
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
 
 

@@ -11,8 +11,10 @@ settings (segmentation x hiding x samples), per explanation:
 - stability: top-5 Jaccard over 3 seeds on the same segmentation (worker.engine.top_k_jaccard);
 - seconds per explanation, TensorFlow on one thread.
 
-On digits (no ground truth): deletion, insertion and stability only. The whole grid runs on a sample of images,
-the chosen default and the article's settings on the full set. The last line is JSON.
+On digits (no ground truth): deletion, insertion and stability only. The whole grid runs on a sample of images
+(settings that point right but are not stable at 1000 samples also at 2000, 4000 and `auto`), the chosen default,
+the article's settings, and `auto` against a fixed 1000 at the default's segmentation and fill on the full set.
+The last line is JSON.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ SEGMENTATIONS = {
 }
 HIDES = ("mean", "grey", "black", "blur")
 SAMPLES = (250, 500, 1000)
-MORE_SAMPLES = (2000, 4000)  # only for settings that point right but are not yet stable at 1000
+MORE_SAMPLES = (2000, 4000)  # only for settings that point right but are not yet stable at 1000 (and "auto")
 STABILITY_SEEDS = 2  # two extra seeds: three explanations, three pairs
 TARGETS = {"pointing": 0.95, "stability": 0.85}
 
@@ -77,6 +79,8 @@ def measure(job: tuple) -> dict:
         "deletion_auc": result.deletion_auc,
         "insertion_auc": result.insertion_auc,
         "stability": result.stability,
+        "samples": result.sampling.samples,
+        "model_calls": result.sampling.model_calls,
         # one explanation's cost: the stability seeds are the benchmark's, not the setting's
         "seconds": result.timings["total_s"] - result.timings.get("stability_s", 0.0),
         "segments": result.n_segments,
@@ -194,7 +198,7 @@ def main() -> None:
             print(f"\n### More samples where needed: pointing >= 0.9 but stability < {TARGETS['stability']} at "
                   f"{max(SAMPLES)}\n\n{HEADER}")
         for name, params in needing:
-            for n in MORE_SAMPLES:
+            for n in (*MORE_SAMPLES, "auto"):
                 more = {**params, "num_samples": n}
                 label = name.rsplit(", ", 1)[0] + f", {n}"
                 figures = evaluate(pool, model_path, images[:grid_images], masks[:grid_images], labels[:grid_images], more)
@@ -215,6 +219,21 @@ def main() -> None:
         article_figures = evaluate(pool, model_path, images[:full_images], masks[:full_images], labels[:full_images], article)
         print_row("article (quickshift, mean, 1000)", article_figures)
 
+        # --num-samples auto against a fixed 1000 at the default's segmentation and fill, on the same images
+        print(f"\n### --num-samples auto against 1000 fixed samples: {len(images[:full_images])} images\n\n{HEADER}")
+        sampled = {}
+        for name, samples in (("fixed 1000", 1000), ("auto", "auto")):
+            params = {**default_params, "num_samples": samples}
+            if params == default_params:  # the default row above is this one
+                sampled[name] = default_figures
+            else:
+                sampled[name] = evaluate(pool, model_path, images[:full_images], masks[:full_images], labels[:full_images], params)
+            print_row(f"{describe_settings(ExplainParams(**params).to_dict())}", sampled[name])
+        fixed, auto = sampled["fixed 1000"], sampled["auto"]
+        print(f"model calls per explanation: auto {auto['model_calls']:.0f} (samples {auto['samples']:.0f}), fixed "
+              f"{fixed['model_calls']:.0f}: ratio {auto['model_calls'] / fixed['model_calls']:.2f} (target <= 0.5); "
+              f"pointing {auto['pointing']:.2f} (>= 0.95), stability {auto['stability']:.3f} vs {fixed['stability']:.3f}")
+
         digits_figures = digits_rows(pool, 12 if args.quick else 40, default_params, article)
     print(f"\nwall time {time.perf_counter() - started:.0f} s")
     result = {key: round(default_figures[key], 4) for key in
@@ -222,6 +241,10 @@ def main() -> None:
     result |= {f"article_{key}": round(article_figures[key], 4) for key in
                ("pointing", "target_share", "deletion_auc", "insertion_auc", "stability", "seconds")}
     result |= {f"digits_{k}": round(v, 4) for k, v in digits_figures.items()}
+    result |= {"auto_pointing": round(auto["pointing"], 4), "auto_stability": round(auto["stability"], 4),
+               "auto_model_calls": round(auto["model_calls"], 1), "fixed_model_calls": round(fixed["model_calls"], 1),
+               "fixed_pointing": round(fixed["pointing"], 4), "fixed_stability": round(fixed["stability"], 4),
+               "auto_seconds": round(auto["seconds"], 4), "fixed_seconds": round(fixed["seconds"], 4)}
     result["reference"] = FAITHFULNESS_REFERENCE
     result["default"] = describe_settings(ExplainParams().to_dict())
     print(json.dumps(result))

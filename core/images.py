@@ -1,5 +1,5 @@
 """Pixels: the one place that turns a caller's array into image pixels (rank, channels, integer types), for the
-producer (uint8, to store) and the engine (floats in a model's value range), and decodes the stored PNGs.
+producer (uint8, to store) and the engine (floats in a model's value range), and encodes and decodes the PNGs.
 
 scikit-image does the scaling (`img_as_ubyte`, `img_as_float`); what it cannot know is what a wide integer
 type means, so any integer type but uint8 and uint16 is read by its values (a NumPy default int64 array of
@@ -68,6 +68,15 @@ def to_value_range(array: np.ndarray, value_range: tuple[float, float]) -> np.nd
             f"pixel values span [{array.min():.4g}, {array.max():.4g}], outside the model's range [{low}, {high}]"
         )
     return array
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """uint8 (H, W, 1|3|4) pixels as PNG bytes: how every image is stored, and every picture drawn."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def png_pixels(blob: bytes) -> np.ndarray:

@@ -97,6 +97,8 @@ def save_explanation(session: Session, job: Job, result, host: str) -> bool:
             score=result.labels[predicted].score, deletion_auc=result.deletion_auc, insertion_auc=result.insertion_auc,
             auc_reference=result.faithfulness_reference, stability=result.stability, n_segments=result.n_segments,
             segments=encode_segments(result.segments), timings={k: round(v, 6) for k, v in result.timings.items()},
+            samples_used=result.sampling.samples, model_calls=result.sampling.model_calls,
+            sampling_stop=result.sampling.stop,
             worker_host=host, updated_at=utcnow(),
         )
     )

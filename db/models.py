@@ -148,6 +148,11 @@ class Explanation(Base):
     insertion_auc: Mapped[float | None] = mapped_column(Float)  # faithfulness: higher is better
     auc_reference: Mapped[str | None] = mapped_column(String(200))  # what both AUCs were measured against
     stability: Mapped[float | None] = mapped_column(Float)  # top-5 Jaccard across seeds (--stability K)
+    # How the samples were drawn (worker.engine.Sampling): how many, the distinct masks the model predicted, and why
+    # sampling stopped: "fixed", or with --num-samples auto "settled" or "cap".
+    samples_used: Mapped[int | None] = mapped_column(Integer)
+    model_calls: Mapped[int | None] = mapped_column(Integer)
+    sampling_stop: Mapped[str | None] = mapped_column(String(16))
     n_segments: Mapped[int | None] = mapped_column(Integer)
     segments: Mapped[bytes | None] = mapped_column(LargeBinary)  # compressed .npz of the segment id per pixel
     timings: Mapped[dict | None] = mapped_column(JSON)

@@ -76,6 +76,35 @@ def faithfulness_means(session: Session, run_id: int) -> tuple[float, float, flo
     ).one()
     return None if deletion is None else (float(deletion), float(insertion), None if stability is None else float(stability))
 
+@dataclass
+class SamplingSpread:
+    """How many samples a run's explanations used (they differ with --num-samples auto)."""
+
+    fewest: int
+    median: float
+    most: int
+    mean_model_calls: float
+    stops: dict[str, int]  # why sampling stopped: "settled", "cap" (or "fixed") -> explanations
+
+
+def sampling_spread(session: Session, run_id: int) -> SamplingSpread | None:
+    """The spread of samples used by the run's explanations; None when none recorded it."""
+    rows = session.execute(
+        select(Explanation.samples_used, Explanation.model_calls, Explanation.sampling_stop)
+        .where(Explanation.run_id == run_id, Explanation.status == "ok", Explanation.samples_used.is_not(None))
+    ).all()
+    if not rows:
+        return None
+    samples = np.array([row.samples_used for row in rows])
+    stops: dict[str, int] = {}
+    for row in rows:
+        stops[row.sampling_stop] = stops.get(row.sampling_stop, 0) + 1
+    return SamplingSpread(
+        int(samples.min()), float(np.median(samples)), int(samples.max()),
+        float(np.mean([row.model_calls for row in rows])), stops,
+    )
+
+
 def predicted_classes(session: Session, run_id: int) -> list[tuple[str, int]]:
     """How many explained images the model put in each class, most common first."""
     rows = session.execute(

@@ -41,8 +41,9 @@ RUN_OPTIONS = {
     "npz": (Optional[Path], typer.Option(None, help="An .npz file with images X (n, H, W[, C]) and, optionally, labels y (n,).")),
     "model": (Optional[Path], typer.Option(None, help="A .keras model (default: the data set's demo model, trained if missing).")),
     "name": (Optional[str], typer.Option(None, help="Run name (default: source and time).")),
-    "num_samples": (Optional[int], typer.Option(
-        None, help="LIME perturbations per image (default: the benchmarked default, see README).")),
+    "num_samples": (Optional[str], typer.Option(
+        None, metavar="N|auto", help="LIME perturbations per image, or auto: sample until the top superpixels have "
+        "settled (default: the benchmarked default, see README).")),
     "segmentation": (Optional[str], typer.Option(
         None, help="quickshift (lime's defaults) | slic (default: the benchmarked default).")),
     "n_segments": (Optional[int], typer.Option(None, help="SLIC: about how many superpixels.")),

@@ -98,7 +98,7 @@ def run_class_names(model: ModelChoice, source: LoadedSource) -> list[str]:
 
 def prepare_run(
     *, dataset: str | None = None, folder: Path | None = None, npz: Path | None = None, model: Path | None = None,
-    num_samples: int | None = None, segmentation: str | None = None, n_segments: int | None = None,
+    num_samples: int | str | None = None, segmentation: str | None = None, n_segments: int | None = None,
     hide: str | None = None, preset: str | None = None, stability: int = 0, top_labels: int | None = None,
     seed: int = 0, limit: int | None = None, resize: bool = False, value_range: str | None = None,
     preprocess: str | None = None, skip_bad: bool = False, echo=print,
@@ -111,7 +111,7 @@ def prepare_run(
     """
     from models.datasets import DATASET_NAMES
     from producer import sources
-    from worker.engine import ARTICLE_PRESET
+    from worker.engine import ARTICLE_PRESET, AUTO
 
     if sum(x is not None for x in (dataset, folder, npz)) > 1:
         raise EnqueueError("give one source: --dataset, --folder or --npz")
@@ -121,6 +121,11 @@ def prepare_run(
         raise EnqueueError(f"unknown data set {dataset!r}; choose one of {', '.join(DATASET_NAMES)}")
     if preset not in (None, "article"):
         raise EnqueueError(f"unknown --preset {preset!r}; the one preset is article")
+    if num_samples is not None and num_samples != AUTO:
+        try:
+            num_samples = int(num_samples)
+        except ValueError:
+            raise EnqueueError(f"--num-samples must be a whole number or {AUTO}, got {num_samples!r}") from None
     given = {"num_samples": num_samples, "segmentation": segmentation, "n_segments": n_segments, "hide": hide}
     params = ExplainParams(**{
         **(ARTICLE_PRESET if preset == "article" else {}), **{k: v for k, v in given.items() if v is not None},

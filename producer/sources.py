@@ -50,14 +50,7 @@ class SourceImage:
         return NewImage(self.sha256, self.png(), self.source, width, height, channels, self.true_label)
 
     def png(self) -> bytes:
-        import io
-
-        from PIL import Image
-
-        buffer = io.BytesIO()
-        pixels = self.pixels[:, :, 0] if self.pixels.shape[2] == 1 else self.pixels
-        Image.fromarray(pixels).save(buffer, format="PNG")
-        return buffer.getvalue()
+        return images.png_bytes(self.pixels)
 
 
 @dataclass

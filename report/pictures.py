@@ -8,7 +8,7 @@ import io
 
 import numpy as np
 
-from core.images import png_pixels
+from core.images import png_bytes, png_pixels, to_uint8
 
 TOP_FEATURES = 5  # lime's get_image_and_mask(num_features=5) default, as the article used it
 MIN_SIDE = 192  # small images are scaled up (nearest) so outlines stay visible
@@ -23,11 +23,8 @@ def decode_png(blob: bytes) -> np.ndarray:
 
 
 def encode_png(image: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(np.clip(np.round(image * 255), 0, 255).astype(np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
+    """A float picture in [0, 1] (blending may overshoot by a rounding error) as PNG bytes."""
+    return png_bytes(to_uint8(np.clip(image, 0.0, 1.0)))
 
 
 def data_uri(png: bytes) -> str:

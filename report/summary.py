@@ -55,6 +55,9 @@ def summarise_run(session: Session, run: Run) -> RunSummary:
             f"deletion AUC {deletion:.3f} (lower is better), insertion AUC {insertion:.3f} (higher is better)"
             + ("" if stability is None else f"; stability {stability:.2f}"),
         ))
+    spread = reads.sampling_spread(session, run.id)
+    if spread is not None and set(spread.stops) != {"fixed"}:
+        rows.append(("samples per image", sampling_line(spread)))
     rows.append(("input", InputContract(tuple(run.value_range), run.preprocess, run.outputs).describe()))
     rows.append(("input check", check_line(run.input_check)))
     if run.skipped:
@@ -65,6 +68,16 @@ def summarise_run(session: Session, run: Run) -> RunSummary:
     rows.append(("model", f"{run.model_path} ({run.model_sha256[:12]})"))
     warnings = [run.input_check["warning"]] if run.input_check and run.input_check.get("warning") else []
     return RunSummary(run, counts, rows, warnings, list(run.skipped or []))
+
+
+def sampling_line(spread: reads.SamplingSpread) -> str:
+    """`300 to 2000 (median 500), 540 model calls on average; 92 settled, 8 at the cap`."""
+    stops = ", ".join(
+        f"{spread.stops[stop]} {'at the cap' if stop == 'cap' else stop}"
+        for stop in ("settled", "cap", "fixed") if stop in spread.stops
+    )
+    return (f"{spread.fewest} to {spread.most} (median {spread.median:g}), {spread.mean_model_calls:.0f} model calls "
+            f"on average; {stops}")
 
 
 def check_line(check: dict | None) -> str:
@@ -87,4 +100,5 @@ def describe_settings(params: dict) -> str:
     else:
         segmentation = f"quickshift k={params['kernel_size']:g}"
     stability = f", stability over {params['stability_seeds']} more seeds" if params.get("stability_seeds") else ""
-    return f"{segmentation}, {params['hide']}, {params['num_samples']} samples{stability}"
+    samples = "samples until settled (auto)" if params["num_samples"] == "auto" else f"{params['num_samples']} samples"
+    return f"{segmentation}, {params['hide']}, {samples}{stability}"

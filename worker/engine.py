@@ -37,6 +37,17 @@ FAITHFULNESS_REFERENCE = (
 ARTICLE_PRESET = {
     "segmentation": "quickshift", "kernel_size": 4, "max_dist": 200, "ratio": 0.2, "hide": "mean", "num_samples": 1000,
 }
+# --num-samples auto: samples drawn in rounds from one stream (a run of N samples is a prefix of a run of 2N), the
+# surrogate refitted on all samples after each round, and sampling stopped ("settled") once the top-k superpixels
+# have not changed for AUTO_STEADY_ROUNDS refits and, from the surrogate's standard errors, two reruns with other
+# seeds would agree on at least AUTO_AGREEMENT of their top-k (Jaccard, simulated): the weights around rank k are
+# clear of the noise. Else at AUTO_CAP ("cap"). Chosen with the quality benchmark's streams (see README).
+AUTO = "auto"
+AUTO_ROUND = 100
+AUTO_STEADY_ROUNDS = 2
+AUTO_AGREEMENT = 0.8
+AUTO_CAP = 3000
+AGREEMENT_DRAWS = 64
 PROBABILITY_TOLERANCE = 1e-3
 BATCH_PIXEL_BUDGET = 1 << 22
 MIN_AUTO_BATCH, MAX_AUTO_BATCH = 16, 256
@@ -60,7 +71,8 @@ class ExplainParams:
 
     # The defaults are the fastest settings that meet the quality targets of `python -m benchmarks.quality`
     # (pointing >= 0.95, stability >= 0.85 on the demo's known rectangles); ARTICLE_PRESET keeps lime's own.
-    num_samples: int = 4000
+    # "auto": sample until the top superpixels have settled (AUTO above), at most AUTO_CAP.
+    num_samples: int | Literal["auto"] = AUTO
     segmentation: Literal["quickshift", "slic"] = "slic"
     # lime's quickshift defaults
     kernel_size: float = 4
@@ -81,8 +93,8 @@ class ExplainParams:
     stability_seeds: int = 0  # explain again with this many other seeds (same segmentation): top-5 agreement
 
     def __post_init__(self) -> None:
-        if self.num_samples < 2:
-            raise ValueError(f"num_samples must be at least 2, got {self.num_samples}")
+        if self.num_samples != AUTO and (not isinstance(self.num_samples, int) or self.num_samples < 2):
+            raise ValueError(f"num_samples must be {AUTO!r} or a whole number of at least 2, got {self.num_samples!r}")
         if self.segmentation not in ("quickshift", "slic"):
             raise ValueError(f"segmentation must be 'quickshift' or 'slic', got {self.segmentation!r}")
         if self.hide not in HIDES:
@@ -121,6 +133,17 @@ class LabelExplanation:
     local_prediction: float
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How an explanation's perturbations were drawn: the samples used, the distinct masks the model was asked to
+    predict for them (a mask drawn twice is predicted once), and why sampling stopped: "fixed" (a fixed count),
+    "settled" or "cap" (--num-samples auto)."""
+
+    samples: int
+    model_calls: int
+    stop: str
+
+
 @dataclass
 class Explanation:
     predicted_label: int
@@ -135,6 +158,7 @@ class Explanation:
     insertion_auc: float
     stability: float | None = None  # top-5 Jaccard across seeds, when stability_seeds > 0
     timings: dict[str, float] = field(default_factory=dict)
+    sampling: Sampling | None = None
     faithfulness_reference: str = FAITHFULNESS_REFERENCE
 
     @property
@@ -317,19 +341,109 @@ def top_k_jaccard(rankings: Sequence[np.ndarray]) -> float:
     return float(np.mean([len(a & b) / len(a | b) for a, b in pairs]))
 
 
+class _Predictions:
+    """The model's probabilities per 0/1 mask of superpixels kept, each distinct mask predicted once."""
+
+    def __init__(self, predict_fn: PredictFn, image, hidden, segments, batch_size: int, timings: dict[str, float]):
+        self.args = (predict_fn, image, hidden, segments)
+        self.batch_size, self.timings = batch_size, timings
+        self.known: dict[bytes, np.ndarray] = {}
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        unique, inverse = np.unique(rows, axis=0, return_inverse=True)
+        keys = [row.tobytes() for row in unique]
+        new = [i for i, key in enumerate(keys) if key not in self.known]
+        if new:
+            predicted = predict_rows(*self.args, unique[new], self.batch_size, self.timings)
+            self.known.update(zip((keys[i] for i in new), predicted))
+        return np.stack([self.known[key] for key in keys])[inverse.ravel()]
+
+    @property
+    def calls(self) -> int:
+        return len(self.known)
+
+
+def sample_stream(seed: int, n_features: int):
+    """--num-samples auto's draws: rounds of AUTO_ROUND masks from one random state, the first mask keeping every
+    superpixel; the same seed gives the same rounds in the same order."""
+    random_state = np.random.RandomState(seed)
+    first = True
+    while True:
+        rows = random_state.randint(0, 2, AUTO_ROUND * n_features).reshape((AUTO_ROUND, n_features))
+        if first:
+            rows[0, :] = 1
+            first = False
+        yield rows
+
+
 def _draw_and_predict(
-    predict_fn: PredictFn, image: np.ndarray, hidden: np.ndarray, segments: np.ndarray, num_samples: int, seed: int,
-    batch_size: int, timings: dict[str, float],
-) -> tuple[np.ndarray, np.ndarray, np.random.RandomState]:
-    """lime's draw of superpixels kept (the first row keeps all), its predictions, and the random state after it."""
+    predict_fn: PredictFn, image: np.ndarray, hidden: np.ndarray, segments: np.ndarray, num_samples: int | str,
+    seed: int, batch_size: int, timings: dict[str, float],
+) -> tuple[np.ndarray, np.ndarray, np.random.RandomState, Sampling]:
+    """The masks of superpixels kept (the first keeps all), their predictions, the random state for the fit, and
+    how they were drawn: lime's draw for a fixed count, rounds until settled for AUTO."""
+    predictions = _Predictions(predict_fn, image, hidden, segments, batch_size, timings)
+    n_features = int(segments.max()) + 1
+    if num_samples == AUTO:
+        data, labels, stop = _draw_until_settled(predictions, sample_stream(seed, n_features), timings)
+        # lime's fit takes a random state; with `auto` it is a fresh one from the seed (the stream has its own)
+        return data, labels, np.random.RandomState(seed), Sampling(len(data), predictions.calls, stop)
     tick = time.perf_counter()
     random_state = np.random.RandomState(seed)
-    n_features = int(segments.max()) + 1
     # The same draw, in the same order, as lime_image.LimeImageExplainer.data_labels.
     data = random_state.randint(0, 2, num_samples * n_features).reshape((num_samples, n_features))
     data[0, :] = 1
     timings["sampling_s"] += time.perf_counter() - tick
-    return data, predict_rows(predict_fn, image, hidden, segments, data, batch_size, timings), random_state
+    labels = predictions(data)
+    return data, labels, random_state, Sampling(num_samples, predictions.calls, "fixed")
+
+
+def _draw_until_settled(predictions: _Predictions, stream, timings: dict[str, float]) -> tuple[np.ndarray, np.ndarray, str]:
+    """Rounds of the stream until the predicted label's top-k superpixels have settled (see AUTO), or AUTO_CAP."""
+    rows: list[np.ndarray] = []
+    tops: list[set[int]] = []
+    while True:
+        rows.append(next(stream))
+        data = np.concatenate(rows)
+        labels = predictions(data)
+        tick = time.perf_counter()
+        weights, covariance = surrogate(data, labels[:, int(np.argmax(labels[0]))])
+        tops.append(top_k(weights))
+        steady = len(tops) > AUTO_STEADY_ROUNDS and all(top == tops[-1] for top in tops[-AUTO_STEADY_ROUNDS - 1 :])
+        settled = steady and expected_agreement(weights, covariance) >= AUTO_AGREEMENT
+        timings["fit_s"] += time.perf_counter() - tick
+        if settled:
+            return data, labels, "settled"
+        if len(data) >= AUTO_CAP:
+            return data, labels, "cap"
+
+
+def surrogate(data: np.ndarray, target: np.ndarray, alpha: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """lime's surrogate in closed form (weighted ridge, alpha 1, with intercept; the kernel on the cosine distance to
+    the whole image): its weights, equal to lime's fit, and their covariance (sandwich form, residual variance)."""
+    distances = 1 - (data @ data[0]) / np.maximum(np.sqrt(data.sum(axis=1) * data[0].sum()), 1e-12)
+    w = np.sqrt(np.exp(-(distances**2) / KERNEL_WIDTH**2))
+    centred = data - w @ data / w.sum()
+    y = target - w @ target / w.sum()
+    weighted = centred.T * w
+    gram = weighted @ centred
+    inverse = np.linalg.inv(gram + alpha * np.eye(len(gram)))
+    weights = inverse @ (weighted @ y)
+    residuals = y - centred @ weights
+    variance = (w * residuals**2).sum() / max(w.sum() - len(weights) - 1, 1.0)
+    return weights, variance * inverse @ gram @ inverse
+
+
+def expected_agreement(weights: np.ndarray, covariance: np.ndarray) -> float:
+    """The top-k Jaccard that two reruns would reach if their weights scattered around these by the covariance:
+    AGREEMENT_DRAWS simulated pairs, from a fixed random state (the same figures give the same answer)."""
+    k = len(top_k(weights))
+    if k >= len(weights):
+        return 1.0
+    factor = np.linalg.cholesky(covariance + 1e-15 * np.eye(len(weights)))
+    draws = np.random.RandomState(0).standard_normal((2 * AGREEMENT_DRAWS, len(weights))) @ factor.T + weights
+    tops = np.argsort(-draws, axis=1)[:, :k]
+    return float(np.mean([len(set(a) & set(b)) / len(set(a) | set(b)) for a, b in zip(tops[0::2], tops[1::2])]))
 
 
 def _fit(data: np.ndarray, predictions: np.ndarray, label: int, random_state: np.random.RandomState) -> LabelExplanation:
@@ -373,7 +487,7 @@ def explain(
     timings["segmentation_s"] = time.perf_counter() - tick
 
     batch_size = params.batch_for(image.shape)
-    data, labels, random_state = _draw_and_predict(
+    data, labels, random_state, sampling = _draw_and_predict(
         predict_fn, image, hidden, segments, params.num_samples, params.seed, batch_size, timings
     )
     probabilities = labels[0]
@@ -389,7 +503,7 @@ def explain(
 
     tick = time.perf_counter()
     explained = {label: _fit(data, labels, label, random_state) for label in targets}
-    timings["fit_s"] = time.perf_counter() - tick
+    timings["fit_s"] += time.perf_counter() - tick
 
     deletion, deletion_auc, insertion, insertion_auc = faithfulness_curves(
         predict_fn, image, segments, explained[predicted].weights, predicted, value_range, batch_size, timings
@@ -399,7 +513,7 @@ def explain(
         tick = time.perf_counter()
         rankings = [explained[predicted].weights]
         for offset in range(1, params.stability_seeds + 1):
-            data, labels, random_state = _draw_and_predict(
+            data, labels, random_state, _ = _draw_and_predict(
                 predict_fn, image, hidden, segments, params.num_samples, params.seed + offset, batch_size, timings
             )
             rankings.append(_fit(data, labels, predicted, random_state).weights)
@@ -408,5 +522,5 @@ def explain(
     timings["total_s"] = time.perf_counter() - started
     return Explanation(
         predicted, probabilities, segments, explained, deletion, deletion_auc, insertion, insertion_auc, stability,
-        timings,
+        timings, sampling,
     )

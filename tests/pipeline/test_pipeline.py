@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import func, select, text
 
 from db import reads, runs
@@ -234,3 +235,26 @@ def test_the_article_preset_is_one_option_away(stack):
     assert (params["segmentation"], params["hide"], params["kernel_size"]) == ("quickshift", "mean", 4)
     refused = stack.cli("producer", "enqueue", "--preset", "fast", check=False)
     assert refused.returncode == 2 and "unknown --preset 'fast'" in refused.stderr
+
+
+def test_auto_samples_are_recorded_per_image_and_their_spread_shown(stack, tmp_path):
+    from worker.engine import AUTO_CAP, AUTO_ROUND
+
+    out = stack.enqueue("--dataset", "rectangles", "--limit", "4", "--num-samples", "auto", "--name", "auto",
+                        "--wait").stdout
+    assert "samples until settled (auto)" in out
+    with stack.session() as session:
+        run = reads.find_run(session, "auto")
+        rows = session.scalars(select(Explanation).where(Explanation.run_id == run.id)).all()
+    assert run.params["num_samples"] == "auto" and len(rows) == 4
+    for row in rows:
+        assert row.sampling_stop in ("settled", "cap") and AUTO_ROUND <= row.samples_used <= AUTO_CAP
+        assert row.samples_used % AUTO_ROUND == 0 and 0 < row.model_calls <= row.samples_used
+    used = sorted(row.samples_used for row in rows)
+    spread = f"{used[0]} to {used[-1]} (median {float(np.median(used)):g})"
+    assert re.search(rf"samples per image\W+{re.escape(spread)}", stack.cli("producer", "status", "auto").stdout)
+    report = tmp_path / "report.html"
+    stack.cli("db", "report", "--run", "auto", "-o", str(report))
+    assert spread in report.read_text()
+    bad = stack.enqueue("--dataset", "rectangles", "--num-samples", "many", check=False)
+    assert bad.returncode == 2 and "--num-samples must be a whole number or auto, got 'many'" in bad.stderr

@@ -320,3 +320,84 @@ def test_validation_set_explains_end_to_end(rectangles_model):
         e = explain(image, classifier.predict, true_label=int(label), input_shape=classifier.input_shape)
         assert e.probabilities.shape == (2,) and e.segments.shape == (64, 64)
         assert e.segment_areas().sum() == 64 * 64
+
+
+# --- --num-samples auto: rounds from one stream, stopped once the top superpixels have settled ---------------------
+
+def five_bright_squares() -> np.ndarray:
+    image = np.full((64, 64, 3), 0.1, np.float32)
+    for i, (row, col) in enumerate([(4, 4), (4, 40), (26, 22), (44, 6), (44, 42)]):
+        image[row : row + 14, col : col + 14] = 0.5 + 0.1 * i  # each its own brightness: ranks 1..5 are distinct
+    return image
+
+
+def brightness(images: np.ndarray) -> np.ndarray:
+    """A 'model' that sees how bright the image is: its evidence is the five squares, and nothing else."""
+    p = np.clip(images.mean(axis=(1, 2, 3)) * 3.5, 0, 1)  # the whole image: 0.85, predicted 0
+    return np.stack([p, 1 - p], axis=1)
+
+
+def noise(images: np.ndarray) -> np.ndarray:
+    """A 'model' whose answer has nothing to do with the image."""
+    p = np.random.default_rng().random(len(images))
+    return np.stack([p, 1 - p], axis=1)
+
+
+AUTO_SLIC = dict(num_samples="auto", segmentation="slic", n_segments=25, hide="black")
+
+
+def test_auto_stops_early_on_a_settled_explanation_and_points_at_the_evidence():
+    from worker.engine import AUTO_CAP
+
+    result = explain(five_bright_squares(), brightness, ExplainParams(**AUTO_SLIC))
+    assert result.predicted_label == 0 and result.sampling.stop == "settled"
+    assert result.sampling.model_calls <= result.sampling.samples <= AUTO_CAP / 4
+    on_squares = {int(s) for s in np.unique(result.segments[five_bright_squares()[:, :, 0] > 0.3])}
+    assert top_k(result.labels[0].weights) <= on_squares
+
+
+def test_auto_hits_the_cap_on_pure_noise():
+    from worker.engine import AUTO_CAP
+
+    result = explain(five_bright_squares(), noise, ExplainParams(**AUTO_SLIC))
+    assert (result.sampling.stop, result.sampling.samples) == ("cap", AUTO_CAP)
+
+
+def test_auto_is_reproducible_for_a_seed_and_its_draws_are_a_prefix_of_longer_ones():
+    from worker.engine import _fit, sample_stream
+
+    image = IMAGES[3]
+    params = ExplainParams(**{**AUTO_SLIC, "hide": "grey", "seed": 5})
+    first, again = (explain(image, quadrant_softmax, params) for _ in range(2))
+    assert first.sampling == again.sampling
+    np.testing.assert_array_equal(first.labels[first.predicted_label].weights, again.labels[again.predicted_label].weights)
+
+    n_features = first.n_segments
+    stream = sample_stream(5, n_features)
+    long = np.concatenate([next(stream) for _ in range(2 * first.sampling.samples // 100)])
+    stream = sample_stream(5, n_features)
+    short = np.concatenate([next(stream) for _ in range(first.sampling.samples // 100)])
+    np.testing.assert_array_equal(long[: len(short)], short)  # N samples are the first N of 2N
+    # and the explanation is lime's fit on exactly those N samples
+    hidden = hidden_image(image, first.segments, "grey", (0.0, 1.0))
+    perturbed = np.where(short.astype(bool)[:, first.segments][..., None], image, hidden)
+    refit = _fit(short, quadrant_softmax(perturbed.astype(np.float32)), first.predicted_label, np.random.RandomState(5))
+    np.testing.assert_allclose(refit.weights, first.labels[first.predicted_label].weights, atol=1e-9)
+
+
+def test_a_fixed_count_records_its_samples_and_distinct_masks():
+    result = explain(IMAGES[0], quadrant_softmax, ExplainParams(num_samples=300, segmentation="slic", n_segments=4))
+    assert result.sampling.samples == 300 and result.sampling.stop == "fixed"
+    assert result.sampling.model_calls <= 2**4  # 4 superpixels: at most 16 distinct masks, each predicted once
+
+
+def test_the_closed_form_surrogate_is_limes_fit():
+    from worker.engine import _fit, surrogate
+
+    rng = np.random.RandomState(0)
+    data = rng.randint(0, 2, (400, 30))
+    data[0] = 1
+    p = np.clip(data[:, :5].mean(axis=1) * 0.8 + rng.rand(400) * 0.1, 0, 1)
+    weights, covariance = surrogate(data, p)
+    np.testing.assert_allclose(weights, _fit(data, np.stack([p, 1 - p], axis=1), 0, rng).weights, atol=1e-12)
+    assert covariance.shape == (30, 30) and (np.diag(covariance) > 0).all()
