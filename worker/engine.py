@@ -401,11 +401,12 @@ def _draw_and_predict(
 def _draw_until_settled(predictions: _Predictions, stream, timings: dict[str, float]) -> tuple[np.ndarray, np.ndarray, str]:
     """Rounds of the stream until the predicted label's top-k superpixels have settled (see AUTO), or AUTO_CAP."""
     rows: list[np.ndarray] = []
+    predicted: list[np.ndarray] = []
     tops: list[set[int]] = []
     while True:
         rows.append(next(stream))
-        data = np.concatenate(rows)
-        labels = predictions(data)
+        predicted.append(predictions(rows[-1]))  # the new round's masks only: earlier ones are known
+        data, labels = np.concatenate(rows), np.concatenate(predicted)
         tick = time.perf_counter()
         weights, covariance = surrogate(data, labels[:, int(np.argmax(labels[0]))])
         tops.append(top_k(weights))
