@@ -29,7 +29,7 @@ def image_array(array: np.ndarray) -> np.ndarray:
     if array.size == 0:
         raise PixelError(f"shape {array.shape} holds no pixels")
     if np.issubdtype(array.dtype, np.integer) and array.dtype not in (np.uint8, np.uint16):
-        low, high = (int(array.min()), int(array.max())) if array.size else (0, 0)
+        low, high = int(array.min()), int(array.max())
         if low < 0:
             raise PixelError(f"negative pixel values ({array.dtype}, minimum {low})")
         if high > np.iinfo(np.uint16).max:

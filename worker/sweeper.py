@@ -120,16 +120,17 @@ def recover_lost_workers(app: Celery, client: redis.Redis) -> int:
         unfinished = set(jobs.unfinished_images_of_running_runs(session))
     sent = 0
     for worker, held in lost.items():
-        again = [task for task in held if task in unfinished]
-        for run_id, image_ids in _by_run(again).items():
+        again = _by_run([task for task in held if task in unfinished])
+        for run_id, image_ids in again.items():
             send_explain_tasks(app, run_id, image_ids)
+        count = sum(len(image_ids) for image_ids in again.values())
         logger.warning(
             "worker %s lost (no heartbeat for %d s): %d of the %d task(s) it held sent again%s",
-            worker, settings.lost_worker_after_s, len(again), len(held),
-            "".join(f"; run {run_id}: images {image_ids}" for run_id, image_ids in _by_run(again).items()),
+            worker, settings.lost_worker_after_s, count, len(held),
+            "".join(f"; run {run_id}: images {image_ids}" for run_id, image_ids in again.items()),
         )
         forget_worker(client, worker)
-        sent += len(again)
+        sent += count
     return sent
 
 
