@@ -74,3 +74,20 @@ def test_the_same_seed_trains_the_same_weights(tmp_path):
     )
     assert first.weights_sha256 == second.weights_sha256 != other.weights_sha256
     assert first.val_accuracy == second.val_accuracy
+
+
+def test_the_shapes_model_is_position_invariant_and_trained_on_views_and_clutter_only_images(tmp_path):
+    from models.cnn import train, training_set
+
+    result = train("shapes", tmp_path / "shapes.keras", preset="seed")
+    layers = [type(layer).__name__ for layer in load_classifier(result.path).model.layers]
+    assert "GlobalAveragePooling2D" in layers and "Flatten" not in layers
+    assert result.metadata.class_names == ["ring", "plus"] and result.metadata.input_shape == [64, 64, 3]
+    x, y, batch_size = training_set(result.dataset, seed=0)
+    n = len(result.dataset.x_train)
+    assert len(x) == 5 * n and batch_size == 64
+    np.testing.assert_array_equal(x[n : 2 * n], result.dataset.x_train[:, ::-1])  # flipped views, same labels
+    assert (y[4 * n :] == 0.5).all() and set(np.unique(y[: 4 * n])) == {0.0, 1.0}  # clutter only: "don't know"
+    classifier = load_classifier(result.path)
+    accuracy = (classifier.predict(result.dataset.x_val).argmax(axis=1) == result.dataset.y_val).mean()
+    assert accuracy == result.metadata.val_accuracy

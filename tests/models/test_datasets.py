@@ -70,3 +70,29 @@ def test_the_rectangles_known_answer_is_each_rectangles_pixels():
     assert data.val_masks.shape == data.x_val.shape[:3]
     assert all((image[mask] == 1.0).all() and mask.any() == (label == 0)
                for image, mask, label in zip(data.x_val, data.val_masks, data.y_val))
+
+
+def test_shapes_hold_three_objects_of_the_class_shape_among_clutter_and_the_answer_is_their_pixels():
+    from scipy.ndimage import binary_fill_holes, label as connected
+
+    from models.datasets import _make_shapes, make_shapes_with_masks, make_shapes_without_objects
+
+    x, y, masks = make_shapes_with_masks(200, seed=4)
+    again = make_shapes_with_masks(200, seed=4)
+    np.testing.assert_array_equal(x, again[0])
+    assert x.shape == (200, 64, 64, 3) and x.dtype == np.float32 and 0.0 <= x.min() and x.max() <= 1.0
+    assert (y == 0).sum() == (y == 1).sum() == 100
+    objects = [connected(mask)[1] for mask in masks]  # three objects apart from each other (two where no room is left)
+    assert set(objects) <= {2, 3} and objects.count(3) >= 198
+    areas = masks.sum(axis=(1, 2))
+    assert 2 * 100 <= areas.min() and areas.max() <= 3 * 160
+    _, _, objects, clutter = _make_shapes(50, 5, 64)
+    assert not (objects & clutter).any() and (clutter.sum(axis=(1, 2)) > 0).all()
+    rings, pluses = masks[y == 0], masks[y == 1]
+    # a ring has a hole (background inside it), a plus has none
+    assert all((binary_fill_holes(m) & ~m).any() for m in rings[:20])
+    assert not any((binary_fill_holes(m) & ~m).any() for m in pluses[:20])
+    empty = make_shapes_without_objects(10, seed=1)
+    assert empty.shape == (10, 64, 64, 3)
+    data = load_dataset("shapes", images=200)
+    assert data.class_names == ("ring", "plus") and data.val_masks.shape == data.x_val.shape[:3]
