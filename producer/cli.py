@@ -42,8 +42,13 @@ RUN_OPTIONS = {
     "model": (Optional[Path], typer.Option(None, help="A .keras model (default: the data set's demo model, trained if missing).")),
     "name": (Optional[str], typer.Option(None, help="Run name (default: source and time).")),
     "num_samples": (Optional[str], typer.Option(
-        None, metavar="N|auto", help="LIME perturbations per image, or auto: sample until the top superpixels have "
-        "settled (default: the benchmarked default, see README).")),
+        None, metavar="N|auto", help="LIME perturbations per image (default 512), or auto: block after block until the "
+        "top superpixels have settled, at most 1024.")),
+    "design": (Optional[str], typer.Option(
+        None, help="How the masks are drawn: hadamard (default: balanced rows with their complements) | paired | "
+        "independent (lime's coin flips).")),
+    "estimator": (Optional[str], typer.Option(
+        None, help="adjusted (default: lime's quantity with a logistic control variate) | lime (lime's own fit).")),
     "segmentation": (Optional[str], typer.Option(
         None, help="quickshift (lime's defaults) | slic (default: the benchmarked default).")),
     "n_segments": (Optional[int], typer.Option(None, help="SLIC: about how many superpixels.")),
@@ -51,7 +56,8 @@ RUN_OPTIONS = {
         None, help="What a hidden superpixel shows: mean (its own mean colour, lime's) | grey | black | blur | a number "
         "in [0, 1] (that share of the value range).")),
     "preset": (Optional[str], typer.Option(
-        None, help="article: the article's exact settings (quickshift, mean fill, 1000 samples).")),
+        None, help="article: the article's exact settings (quickshift, mean fill, 1000 independent samples, lime's "
+        "fit): equal to lime's explain_instance.")),
     "stability": (int, typer.Option(
         0, metavar="K", help="Also explain each image with K more seeds and store how much its top 5 superpixels agree.")),
     "top_labels": (Optional[int], typer.Option(None, help="Explain the K most probable labels (default: predicted and true).")),

@@ -98,7 +98,8 @@ def run_class_names(model: ModelChoice, source: LoadedSource) -> list[str]:
 
 def prepare_run(
     *, dataset: str | None = None, folder: Path | None = None, npz: Path | None = None, model: Path | None = None,
-    num_samples: int | str | None = None, segmentation: str | None = None, n_segments: int | None = None,
+    num_samples: int | str | None = None, design: str | None = None, estimator: str | None = None,
+    segmentation: str | None = None, n_segments: int | None = None,
     hide: str | None = None, preset: str | None = None, stability: int = 0, top_labels: int | None = None,
     seed: int = 0, limit: int | None = None, resize: bool = False, value_range: str | None = None,
     preprocess: str | None = None, skip_bad: bool = False, echo=print,
@@ -126,7 +127,8 @@ def prepare_run(
             num_samples = int(num_samples)
         except ValueError:
             raise EnqueueError(f"--num-samples must be a whole number or {AUTO}, got {num_samples!r}") from None
-    given = {"num_samples": num_samples, "segmentation": segmentation, "n_segments": n_segments, "hide": hide}
+    given = {"num_samples": num_samples, "design": design, "estimator": estimator, "segmentation": segmentation,
+             "n_segments": n_segments, "hide": hide}
     params = ExplainParams(**{
         **(ARTICLE_PRESET if preset == "article" else {}), **{k: v for k, v in given.items() if v is not None},
         "top_labels": top_labels, "seed": seed, "stability_seeds": stability,

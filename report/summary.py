@@ -56,8 +56,8 @@ def summarise_run(session: Session, run: Run) -> RunSummary:
             + ("" if stability is None else f"; stability {stability:.2f}"),
         ))
     spread = reads.sampling_spread(session, run.id)
-    if spread is not None and set(spread.stops) != {"fixed"}:
-        rows.append(("samples per image", sampling_line(spread)))
+    if spread is not None:
+        rows.append(("model calls", sampling_line(spread)))
     rows.append(("input", InputContract(tuple(run.value_range), run.preprocess, run.outputs).describe()))
     rows.append(("input check", check_line(run.input_check)))
     if run.skipped:
@@ -71,13 +71,17 @@ def summarise_run(session: Session, run: Run) -> RunSummary:
 
 
 def sampling_line(spread: reads.SamplingSpread) -> str:
-    """`300 to 2000 (median 500), 540 model calls on average; 92 settled, 8 at the cap`."""
+    """What the explanations cost in model calls (the unit of cost on any model), and the samples behind them:
+    `513 per image on average (513 samples each)` or, with auto,
+    `540 per image on average; samples 257 to 1025 (median 513): 92 settled, 8 at the cap`."""
+    calls = f"{spread.mean_model_calls:.0f} per image on average"
+    if set(spread.stops) == {"fixed"} and spread.fewest == spread.most:
+        return f"{calls} ({spread.fewest} samples each)"
     stops = ", ".join(
         f"{spread.stops[stop]} {'at the cap' if stop == 'cap' else stop}"
         for stop in ("settled", "cap", "fixed") if stop in spread.stops
     )
-    return (f"{spread.fewest} to {spread.most} (median {spread.median:g}), {spread.mean_model_calls:.0f} model calls "
-            f"on average; {stops}")
+    return f"{calls}; samples {spread.fewest} to {spread.most} (median {spread.median:g}): {stops}"
 
 
 def check_line(check: dict | None) -> str:
@@ -93,12 +97,14 @@ def check_line(check: dict | None) -> str:
 
 
 def describe_settings(params: dict) -> str:
-    """`slic 25, black, 4000 samples`: the explanation settings (worker.engine.ExplainParams as a dict) that
-    decide what an explanation shows."""
+    """`slic 50, grey, 512 samples, hadamard masks, adjusted fit`: the explanation settings (worker.engine.ExplainParams
+    as a dict) that decide what an explanation shows."""
     if params["segmentation"] == "slic":
         segmentation = f"slic {params['n_segments']}"
     else:
         segmentation = f"quickshift k={params['kernel_size']:g}"
     stability = f", stability over {params['stability_seeds']} more seeds" if params.get("stability_seeds") else ""
     samples = "samples until settled (auto)" if params["num_samples"] == "auto" else f"{params['num_samples']} samples"
-    return f"{segmentation}, {params['hide']}, {samples}{stability}"
+    # runs from before the two settings drew lime's masks and used lime's fit (migration 0005 says so in their params)
+    method = f"{params.get('design', 'independent')} masks, {params.get('estimator', 'lime')} fit"
+    return f"{segmentation}, {params['hide']}, {samples}, {method}{stability}"

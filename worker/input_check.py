@@ -13,7 +13,8 @@ from typing import Sequence
 import numpy as np
 
 from models.contract import format_range
-from worker.engine import PredictFn, as_probabilities, conform_image
+from worker.engine.inputs import conform_image
+from worker.engine.prediction import PredictFn, as_probabilities
 
 CHECK_IMAGES = 64
 # The value ranges models are commonly trained on: 0..1 (x / 255), 0..255 (raw 8-bit), -1..1 (x / 127.5 - 1).

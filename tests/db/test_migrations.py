@@ -55,3 +55,27 @@ def test_revision_0002_fills_the_value_range_of_earlier_runs_and_keeps_their_res
         engine.dispose()
     assert [tuple(row) for row in rows] == [(1, [0.0, 255.0], "probabilities", None), (2, [0.0, 1.0], "probabilities", None)]
     assert explanations == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_revision_0005_says_earlier_runs_drew_independent_masks_with_limes_fit(backend, tmp_path):
+    database = postgres_database() if backend == "postgresql" else nullcontext(f"sqlite:///{tmp_path / 'old.db'}")
+    with database as url:
+        upgrade(url, revision="0004")
+        engine = sa.create_engine(url)
+        with engine.begin() as connection:
+            connection.execute(sa.insert(MODEL_FILES), {"sha256": "a" * 64, "content": b"\0", "size": 1, "metadata": {},
+                                                        "created_at": NOW})
+            connection.execute(sa.insert(RUNS), {
+                "id": 1, "name": "old", "model_path": "m.keras", "model_sha256": "a" * 64, "class_names": ["x", "y"],
+                "params": {"num_samples": "auto", "segmentation": "slic", "hide": "grey"}, "source": "s",
+                "status": "done", "image_count": 1, "created_at": NOW})
+        engine.dispose()
+
+        upgrade(url)
+        engine = sa.create_engine(url)
+        with engine.connect() as connection:
+            params = connection.scalar(sa.select(RUNS.c.params))
+        engine.dispose()
+    assert params == {"num_samples": "auto", "segmentation": "slic", "hide": "grey", "design": "independent",
+                      "estimator": "lime"}

@@ -238,7 +238,7 @@ def test_the_article_preset_is_one_option_away(stack):
 
 
 def test_auto_samples_are_recorded_per_image_and_their_spread_shown(stack, tmp_path):
-    from worker.engine import AUTO_CAP, AUTO_ROUND
+    from worker.engine.stopping import AUTO_CAP, AUTO_FIRST
 
     out = stack.enqueue("--dataset", "rectangles", "--limit", "4", "--num-samples", "auto", "--name", "auto",
                         "--wait").stdout
@@ -248,11 +248,12 @@ def test_auto_samples_are_recorded_per_image_and_their_spread_shown(stack, tmp_p
         rows = session.scalars(select(Explanation).where(Explanation.run_id == run.id)).all()
     assert run.params["num_samples"] == "auto" and len(rows) == 4
     for row in rows:
-        assert row.sampling_stop in ("settled", "cap") and AUTO_ROUND <= row.samples_used <= AUTO_CAP
-        assert row.samples_used % AUTO_ROUND == 0 and 0 < row.model_calls <= row.samples_used
+        assert row.sampling_stop in ("settled", "cap") and AUTO_FIRST < row.samples_used <= AUTO_CAP + 1
+        assert (row.samples_used - 1) % 16 == 0 and 0 < row.model_calls <= row.samples_used  # whole Hadamard blocks
     used = sorted(row.samples_used for row in rows)
-    spread = f"{used[0]} to {used[-1]} (median {float(np.median(used)):g})"
-    assert re.search(rf"samples per image\W+{re.escape(spread)}", stack.cli("producer", "status", "auto").stdout)
+    spread = f"samples {used[0]} to {used[-1]} (median {float(np.median(used)):g})"
+    status = " ".join(re.sub("[│┌┐└┘├┤┬┴┼─]", " ", stack.cli("producer", "status", "auto").stdout).split())
+    assert re.search(rf"model calls \d+ per image on average; {re.escape(spread)}", status), status
     report = tmp_path / "report.html"
     stack.cli("db", "report", "--run", "auto", "-o", str(report))
     assert spread in report.read_text()

@@ -85,6 +85,8 @@ def test_bad_sources_and_models_are_refused_and_nothing_is_stored(env, tmp_path,
         (["--dataset", "cifar"], "unknown data set 'cifar'"),
         (["--dataset", "rectangles", "--folder", str(empty)], "give one source"),
         (["--dataset", "rectangles", "--segmentation", "watershed", *model], "segmentation must be"),
+        (["--dataset", "rectangles", "--design", "sobol", *model], "design must be one of independent, paired, hadamard"),
+        (["--dataset", "rectangles", "--estimator", "shap", *model], "estimator must be one of lime, adjusted"),
         (["--dataset", "rectangles", "--limit", "0", *model], "--limit must be at least 1"),
     ]
     for args, message in cases:

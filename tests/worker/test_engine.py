@@ -10,20 +10,14 @@ import pytest
 from lime.lime_image import LimeImageExplainer
 
 from models.datasets import load_dataset, make_rectangles
-from worker.engine import (
-    ARTICLE_PRESET,
-    ExplainParams,
-    ImageError,
-    ModelOutputError,
-    explain,
-    faithfulness_curves,
-    hidden_image,
-    segment,
-    top_k,
-    top_k_jaccard,
-)
+from worker.engine import ARTICLE_PRESET, ExplainParams, ImageError, ModelOutputError, explain
+from worker.engine.agreement import top_k, top_k_jaccard
+from worker.engine.faithfulness import faithfulness_curves
+from worker.engine.fills import hidden_image
+from worker.engine.segmentation import segment
 
 IMAGES, LABELS = make_rectangles(8, seed=11)
+LIME = {"design": "independent", "estimator": "lime"}  # lime's own draw and fit
 
 
 def quadrant_softmax(images: np.ndarray) -> np.ndarray:
@@ -66,8 +60,8 @@ def assert_matches_lime(ours, theirs, atol):
 @pytest.mark.parametrize(
     "params",
     [
-        ExplainParams(num_samples=300, hide="0", seed=5),
-        ExplainParams(num_samples=300, segmentation="slic", n_segments=30, hide="0.5", seed=1, batch_size=64),
+        ExplainParams(num_samples=300, hide="0", seed=5, **LIME),
+        ExplainParams(num_samples=300, segmentation="slic", n_segments=30, hide="0.5", seed=1, batch_size=64, **LIME),
     ],
     ids=["quickshift", "slic"],
 )
@@ -89,14 +83,14 @@ def test_real_model_explanation_equals_lime(rectangles_model):
     from models.classifier import load_classifier
 
     classifier = load_classifier(rectangles_model)
-    params = ExplainParams(num_samples=400, segmentation="slic", n_segments=25, seed=3, top_labels=2)
+    params = ExplainParams(num_samples=400, segmentation="slic", n_segments=25, seed=3, top_labels=2, **LIME)
     ours = explain(IMAGES[2], classifier.predict, params)
     assert set(ours.labels) == {0, 1}  # the one-sigmoid model explains both classes
     assert_matches_lime(ours, lime_weights(IMAGES[2], classifier.predict, params, [0, 1]), atol=1e-5)
 
 
 def test_one_lime_explainer_drifts_but_the_engine_does_not():
-    params = ExplainParams(num_samples=200, segmentation="slic", n_segments=20, seed=0)
+    params = ExplainParams(num_samples=200, segmentation="slic", n_segments=20, seed=0, **LIME)
     explainer = LimeImageExplainer(random_state=0)
     segments = segment(IMAGES[3], params)
     first, second = (
@@ -115,7 +109,7 @@ def _explain_in_child(args):
 
     configure_tensorflow(1)
     classifier = load_classifier(model_path)
-    params = ExplainParams(num_samples=300)
+    params = ExplainParams()
     results = {}
     for i in indices:
         e = explain(IMAGES[i], classifier.predict, params, true_label=int(LABELS[i]), input_shape=classifier.input_shape)
@@ -184,7 +178,7 @@ def test_faithfulness_rewards_the_superpixels_the_model_uses():
 
     image = IMAGES[5].copy()
     image[:, :32] = np.clip(image[:, :32] + 0.5, 0, 1)
-    params = ExplainParams(num_samples=500, segmentation="slic", n_segments=30, hide="black")
+    params = ExplainParams(segmentation="slic", n_segments=30, hide="black")
     e = explain(image, left_half_brightness, params)
     assert e.deletion_curve[0] == pytest.approx(e.probabilities[e.predicted_label])
     assert e.insertion_curve[-1] == pytest.approx(e.probabilities[e.predicted_label])  # everything inserted
@@ -214,7 +208,7 @@ def test_stability_is_the_top_5_agreement_across_seeds():
     assert top_k_jaccard([np.arange(20.0), np.arange(20.0)]) == 1.0
     assert top_k_jaccard([np.arange(20.0), -np.arange(20.0)]) == 0.0
     assert top_k(np.array([5.0, 4.0, 3.0, 2.0])) == {0, 1}  # four superpixels: the top two, not all
-    params = ExplainParams(num_samples=400, segmentation="slic", n_segments=30, hide="grey", stability_seeds=2)
+    params = ExplainParams(segmentation="slic", n_segments=30, hide="grey", stability_seeds=2)
     e = explain(IMAGES[0], quadrant_softmax, params)
     assert 0.0 <= e.stability <= 1.0 and e.timings["stability_s"] > 0
     assert explain(IMAGES[0], quadrant_softmax, ExplainParams(num_samples=100)).stability is None
@@ -322,7 +316,7 @@ def test_validation_set_explains_end_to_end(rectangles_model):
         assert e.segment_areas().sum() == 64 * 64
 
 
-# --- --num-samples auto: rounds from one stream, stopped once the top superpixels have settled ---------------------
+# --- --num-samples auto: blocks of the design until the top superpixels have settled ------------------------------
 
 def five_bright_squares() -> np.ndarray:
     image = np.full((64, 64, 3), 0.1, np.float32)
@@ -346,58 +340,73 @@ def noise(images: np.ndarray) -> np.ndarray:
 AUTO_SLIC = dict(num_samples="auto", segmentation="slic", n_segments=25, hide="black")
 
 
-def test_auto_stops_early_on_a_settled_explanation_and_points_at_the_evidence():
-    from worker.engine import AUTO_CAP
+@pytest.mark.parametrize("estimator", ["lime", "adjusted"])
+def test_auto_stops_early_on_a_settled_explanation_and_points_at_the_evidence(estimator):
+    from worker.engine.stopping import AUTO_CAP
 
-    result = explain(five_bright_squares(), brightness, ExplainParams(**AUTO_SLIC))
+    result = explain(five_bright_squares(), brightness, ExplainParams(**AUTO_SLIC, estimator=estimator))
     assert result.predicted_label == 0 and result.sampling.stop == "settled"
-    assert result.sampling.model_calls <= result.sampling.samples <= AUTO_CAP / 4
+    assert result.sampling.model_calls <= result.sampling.samples <= AUTO_CAP / 2
     on_squares = {int(s) for s in np.unique(result.segments[five_bright_squares()[:, :, 0] > 0.3])}
     assert top_k(result.labels[0].weights) <= on_squares
 
 
 def test_auto_hits_the_cap_on_pure_noise():
-    from worker.engine import AUTO_CAP
+    from worker.engine.stopping import AUTO_CAP
 
     result = explain(five_bright_squares(), noise, ExplainParams(**AUTO_SLIC))
-    assert (result.sampling.stop, result.sampling.samples) == ("cap", AUTO_CAP)
+    assert (result.sampling.stop, result.sampling.samples) == ("cap", AUTO_CAP + 1)
 
 
 def test_auto_is_reproducible_for_a_seed_and_its_draws_are_a_prefix_of_longer_ones():
-    from worker.engine import _fit, sample_stream
+    from worker.engine.adjusted import AdjustedEstimator
+    from worker.engine.designs import block_rows, blocks
 
     image = IMAGES[3]
     params = ExplainParams(**{**AUTO_SLIC, "hide": "grey", "seed": 5})
-    first, again = (explain(image, quadrant_softmax, params) for _ in range(2))
+
+    def model(images):  # float64 throughout, so a batch's composition cannot change an image's probabilities
+        return quadrant_softmax(images.astype(np.float64))
+
+    first, again = (explain(image, model, params) for _ in range(2))
     assert first.sampling == again.sampling
     np.testing.assert_array_equal(first.labels[first.predicted_label].weights, again.labels[again.predicted_label].weights)
 
-    n_features = first.n_segments
-    stream = sample_stream(5, n_features)
-    long = np.concatenate([next(stream) for _ in range(2 * first.sampling.samples // 100)])
-    stream = sample_stream(5, n_features)
-    short = np.concatenate([next(stream) for _ in range(first.sampling.samples // 100)])
+    n_features, used = first.n_segments, first.sampling.samples - 1
+    size = block_rows("hadamard", n_features)
+    stream = blocks("hadamard", np.random.RandomState(5), n_features)
+    long = np.concatenate([next(stream) for _ in range(2 * used // size)])
+    stream = blocks("hadamard", np.random.RandomState(5), n_features)
+    short = np.concatenate([next(stream) for _ in range(used // size)])
     np.testing.assert_array_equal(long[: len(short)], short)  # N samples are the first N of 2N
-    # and the explanation is lime's fit on exactly those N samples
+    # and the explanation is the estimator's fit on exactly the image and those N masks
+    data = np.concatenate([np.ones((1, n_features), np.int8), short])
     hidden = hidden_image(image, first.segments, "grey", (0.0, 1.0))
-    perturbed = np.where(short.astype(bool)[:, first.segments][..., None], image, hidden)
-    refit = _fit(short, quadrant_softmax(perturbed.astype(np.float32)), first.predicted_label, np.random.RandomState(5))
-    np.testing.assert_allclose(refit.weights, first.labels[first.predicted_label].weights, atol=1e-9)
+    perturbed = np.where(data.astype(bool)[:, first.segments][..., None], image, hidden)
+    label = first.predicted_label
+    refit = AdjustedEstimator(n_features, 5).explain_label(data, model(perturbed)[:, label], label)
+    np.testing.assert_allclose(refit.weights, first.labels[label].weights, rtol=1e-9)
 
 
 def test_a_fixed_count_records_its_samples_and_distinct_masks():
-    result = explain(IMAGES[0], quadrant_softmax, ExplainParams(num_samples=300, segmentation="slic", n_segments=4))
+    params = ExplainParams(num_samples=300, segmentation="slic", n_segments=4, **LIME)
+    result = explain(IMAGES[0], quadrant_softmax, params)
     assert result.sampling.samples == 300 and result.sampling.stop == "fixed"
     assert result.sampling.model_calls <= 2**4  # 4 superpixels: at most 16 distinct masks, each predicted once
+    balanced = explain(IMAGES[0], quadrant_softmax, ExplainParams(num_samples=300, segmentation="slic", n_segments=30))
+    # ~30 superpixels: Hadamard blocks of 2 x 32 rows, rounded up to whole blocks, and the image itself
+    assert balanced.sampling.samples == 1 + 64 * 5 == balanced.sampling.model_calls
 
 
 def test_the_closed_form_surrogate_is_limes_fit():
-    from worker.engine import _fit, surrogate
+    from worker.engine.surrogate import LimeEstimator, kernel_weights, weighted_ridge
 
     rng = np.random.RandomState(0)
     data = rng.randint(0, 2, (400, 30))
     data[0] = 1
     p = np.clip(data[:, :5].mean(axis=1) * 0.8 + rng.rand(400) * 0.1, 0, 1)
-    weights, covariance = surrogate(data, p)
-    np.testing.assert_allclose(weights, _fit(data, np.stack([p, 1 - p], axis=1), 0, rng).weights, atol=1e-12)
-    assert covariance.shape == (30, 30) and (np.diag(covariance) > 0).all()
+    estimate = weighted_ridge(data, p, kernel_weights(data))
+    lime = LimeEstimator(30, 0).explain_label(data, p, 0)
+    np.testing.assert_allclose(estimate.weights, lime.weights, atol=1e-12)
+    assert estimate.intercept == pytest.approx(lime.intercept, abs=1e-12)
+    assert estimate.covariance.shape == (30, 30) and (np.diag(estimate.covariance) > 0).all()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.quality import against_the_answer
+from benchmarks.known_answer import against_the_answer
 from models.classifier import load_classifier
 from models.datasets import load_dataset
 from worker.engine import ARTICLE_PRESET, ExplainParams, explain

@@ -1,0 +1,86 @@
+"""Everything besides the image and the model that an explanation depends on, checked once."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+
+AUTO = "auto"
+HIDES = ("mean", "grey", "black", "blur")
+# How the perturbations are drawn (worker.engine.designs) and how the linear surrogate is estimated from them.
+DESIGNS = ("independent", "paired", "hadamard")
+ESTIMATORS = ("lime", "adjusted")
+# The article's exact settings: lime's quickshift, hidden superpixels in their own mean colour, 1000 independent
+# coin-flip masks and lime's own fit. With these an explanation equals lime_image's explain_instance.
+ARTICLE_PRESET = {
+    "segmentation": "quickshift", "kernel_size": 4, "max_dist": 200, "ratio": 0.2, "hide": "mean", "num_samples": 1000,
+    "design": "independent", "estimator": "lime",
+}
+BATCH_PIXEL_BUDGET = 1 << 22
+MIN_AUTO_BATCH, MAX_AUTO_BATCH = 16, 256
+
+
+@dataclass(frozen=True)
+class ExplainParams:
+    """Everything besides the image and the model that an explanation depends on."""
+
+    # The defaults meet the quality targets of `python -m benchmarks.quality` on both data sets with a known answer
+    # (rectangles and shapes) at the fewest model calls; ARTICLE_PRESET keeps lime's own settings.
+    # A whole number: that many samples (designs made of blocks round up to whole blocks; the unperturbed image is
+    # one more). "auto": sample block by block until the top superpixels have settled (worker.engine.stopping).
+    num_samples: int | Literal["auto"] = 512
+    design: Literal["independent", "paired", "hadamard"] = "hadamard"
+    estimator: Literal["lime", "adjusted"] = "adjusted"
+    segmentation: Literal["quickshift", "slic"] = "slic"
+    # lime's quickshift defaults
+    kernel_size: float = 4
+    max_dist: float = 200
+    ratio: float = 0.2
+    # SLIC settings, used when segmentation == "slic"
+    n_segments: int = 50
+    compactness: float = 10.0
+    sigma: float = 1.0
+    top_labels: int | None = None  # None: explain the predicted label and the true label (when known)
+    # What a switched-off superpixel shows: "mean" (its own mean colour, lime's default), "grey", "black",
+    # "blur" (the image blurred), or a number: that share of the value range (0 black, 0.5 grey, 1 white).
+    hide: str = "grey"
+    seed: int = 0
+    # Images built and sent to the model at once; bounds memory. None: as many as fit in
+    # BATCH_PIXEL_BUDGET pixels (256 at 64x64, 64 at 224x224: larger batches of big images run slower).
+    batch_size: int | None = None
+    stability_seeds: int = 0  # explain again with this many other seeds (same segmentation): top-5 agreement
+
+    def __post_init__(self) -> None:
+        if self.num_samples != AUTO and (not isinstance(self.num_samples, int) or self.num_samples < 2):
+            raise ValueError(f"num_samples must be {AUTO!r} or a whole number of at least 2, got {self.num_samples!r}")
+        if self.design not in DESIGNS:
+            raise ValueError(f"design must be one of {', '.join(DESIGNS)}, got {self.design!r}")
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}")
+        if self.segmentation not in ("quickshift", "slic"):
+            raise ValueError(f"segmentation must be 'quickshift' or 'slic', got {self.segmentation!r}")
+        if self.hide not in HIDES:
+            try:
+                value = float(self.hide)
+            except ValueError:
+                value = -1.0
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"hide must be one of {', '.join(HIDES)} or a number in [0, 1], got {self.hide!r}")
+        if self.stability_seeds < 0:
+            raise ValueError(f"stability_seeds must be 0 or more, got {self.stability_seeds}")
+        if self.top_labels is not None and self.top_labels < 1:
+            raise ValueError(f"top_labels must be at least 1, got {self.top_labels}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def batch_for(self, image_shape: Sequence[int]) -> int:
+        """The batch size for images of this shape: the explicit one, or a power of two in budget."""
+        if self.batch_size is not None:
+            return self.batch_size
+        fitting = BATCH_PIXEL_BUDGET // (image_shape[0] * image_shape[1])
+        return int(min(MAX_AUTO_BATCH, max(MIN_AUTO_BATCH, 2 ** int(np.log2(max(fitting, 1))))))
