@@ -9,6 +9,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
+# PgBouncer, for compose's `pgbouncer` service (scripts/pgbouncer.sh): one image for every service
+RUN apt-get -o Acquire::Check-Valid-Until=false update \
+    && apt-get install -y --no-install-recommends pgbouncer \
+    && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first, from pyproject.toml alone: this layer is rebuilt only when they change.
 # The default tensorflow wheel runs on the CPU; see README for GPU workers.
 COPY pyproject.toml ./

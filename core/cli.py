@@ -1,5 +1,5 @@
-"""What every command line of the project shares: one-line errors with a non-zero exit, rows as a table, CSV
-or JSON."""
+"""What every command line of the project shares: one-line errors with a non-zero exit, a console that is plain when
+stdout is not a terminal, rows as a table (fitted to the terminal, plain text when piped), CSV or JSON."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Iterator, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 USAGE_ERROR = 2
 
@@ -38,8 +39,73 @@ class OutputFormat(str, Enum):
     json = "json"
 
 
+class Output(Console):
+    """rich's console for stdout (or stderr), plain when it is not a terminal: a line is never wrapped there, so a log
+    or a pipe gets each message whole."""
+
+    def print(self, *objects, **options) -> None:
+        if not self.is_terminal:
+            options.setdefault("soft_wrap", True)
+        super().print(*objects, **options)
+
+
+def cell(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "-" if value is None else str(value)
+
+
+def show_table(console: Console, title: str, columns, rows: list[list]) -> None:
+    """Rows under their column names, every header and cell whole. In a terminal: a table when it fits its width
+    (long cells wrapped, headers kept whole), else one block of `name: value` lines per row; not a terminal: plain
+    text in aligned columns, no box drawing, nothing cut."""
+    columns = [str(column) for column in columns]
+    cells = [[cell(value) for value in row] for row in rows]
+    if not cells:
+        console.print(f"{title}: none", markup=False, highlight=False)
+        return
+    widths = [max([len(column)] + [len(row[i]) for row in cells]) for i, column in enumerate(columns)]
+    if not console.is_terminal:
+        console.print(title, markup=False, highlight=False)
+        for line in [columns] + cells:
+            console.print("  ".join(value.ljust(width) for value, width in zip(line, widths)).rstrip(),
+                          markup=False, highlight=False)
+        return
+    borders = 3 * len(columns) + 1
+    if sum(len(column) for column in columns) + borders <= console.width:
+        table = Table(title=title)
+        for column in columns:
+            table.add_column(column, min_width=len(column), overflow="fold")
+        for row in cells:
+            table.add_row(*(Text(value) for value in row))
+        console.print(table)
+        return
+    console.print(f"[bold]{title}[/]")
+    name_width = max(len(column) for column in columns)
+    for number, row in enumerate(cells):
+        if number:
+            console.print()
+        for column, value in zip(columns, row):
+            console.print(Text.assemble((f"{column:>{name_width}}", "bold"), f"  {value}"))
+
+
+def show_pairs(console: Console, title: str, pairs: list[tuple[str, str]]) -> None:
+    """A record as `name  value` lines: a two-column table in a terminal (values wrapped to its width), plain lines
+    when piped."""
+    if console.is_terminal:
+        table = Table(title=title, show_header=False)
+        table.add_column(style="bold")
+        table.add_column(overflow="fold")
+        for key, value in pairs:
+            table.add_row(key, Text(value))
+        console.print(table)
+        return
+    console.print(title, markup=False, highlight=False)
+    width = max(len(key) for key, _ in pairs)
+    for key, value in pairs:
+        console.print(f"  {key:<{width}}  {value}", markup=False, highlight=False)
+
+
 def write_rows(rows: list[dict], columns, format: OutputFormat, title: str) -> None:
-    """Query rows on stdout: a rich table (missing values as -), CSV with a header, or a JSON list."""
+    """Query rows on stdout: a table (show_table; missing values as -), CSV with a header, or a JSON list."""
     if format is OutputFormat.json:
         json.dump(rows, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
@@ -48,7 +114,4 @@ def write_rows(rows: list[dict], columns, format: OutputFormat, title: str) -> N
         writer.writeheader()
         writer.writerows(rows)
     else:
-        table = Table(*columns, title=title)
-        for row in rows:
-            table.add_row(*(f"{v:.4f}" if isinstance(v, float) else "-" if v is None else str(v) for v in row.values()))
-        Console().print(table)
+        show_table(Output(), title, list(columns), [[row.get(column) for column in columns] for row in rows])

@@ -85,3 +85,81 @@ def png_pixels(blob: bytes) -> np.ndarray:
 
     with Image.open(io.BytesIO(blob)) as picture:
         return np.asarray(picture)
+
+
+MAX_PIXELS = 40_000_000  # a file that claims more is refused from its header, before decoding
+PNG_MODES = ("L", "RGB", "RGBA")  # 8-bit PNGs whose own bytes decode to the pixels the project stores
+
+
+def decode_file(data: bytes, name: str) -> tuple[np.ndarray, bool]:
+    """A PNG or JPEG file's bytes -> its pixels as uint8 (H, W, C), and whether the bytes are already the PNG the
+    project would store for them (an 8-bit grey, RGB or RGBA PNG: kept as they are, never re-encoded). Raises
+    PixelError naming the file (`name`): unreadable, or claiming more than MAX_PIXELS (checked from the header,
+    before decoding)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as picture:
+            width, height = picture.size
+            if width * height > MAX_PIXELS:
+                raise PixelError(f"{name} claims {width}x{height} pixels, more than {MAX_PIXELS:,}: refused before decoding")
+            picture.load()
+            is_png = picture.format == "PNG" and picture.mode in PNG_MODES
+            if picture.mode in ("I;16", "I;16B", "I;16L", "I"):
+                return _named(to_uint8, np.asarray(picture).astype(np.uint16), name), False
+            if picture.mode not in PNG_MODES:
+                picture = picture.convert("RGBA" if "A" in picture.getbands() else "RGB")
+            return _named(to_uint8, np.asarray(picture), name), is_png
+    except Image.DecompressionBombError:  # Pillow's own header check, for claims far beyond ours
+        raise PixelError(f"{name} claims more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels: refused before decoding") from None
+    except PixelError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise PixelError(f"{name}: not a readable image ({type(error).__name__}: {error})") from None
+
+
+def _named(convert, array: np.ndarray, name: str) -> np.ndarray:
+    try:
+        return convert(array)
+    except PixelError as error:
+        raise PixelError(f"{name}: {error}") from None
+
+
+def resize(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 pixels scaled (bilinear) to height x width."""
+    from PIL import Image
+
+    scaled = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).resize(
+        (width, height), Image.Resampling.BILINEAR)
+    return to_uint8(np.asarray(scaled))
+
+
+def pixels_sha256(pixels: np.ndarray) -> str:
+    """Content hash of stored pixels and their shape: the same picture is stored once, and a file referenced by a run
+    is known to be unchanged."""
+    import hashlib
+
+    digest = hashlib.sha256(repr(pixels.shape).encode())
+    digest.update(np.ascontiguousarray(pixels).tobytes())
+    return digest.hexdigest()
+
+
+class ReferenceFileError(PixelError):
+    """An image stored by reference whose file is gone or changed since the run stored it."""
+
+
+def stored_pixels(png: bytes, path: str | None, sha256: str, size: tuple[int, int] | None = None) -> np.ndarray:
+    """An image's pixels as the run stored them: its PNG, or (stored by reference) its file, read, scaled to `size`
+    when the run scales, and checked against the content hash taken when it was stored."""
+    if not path:
+        return png_pixels(png)
+    try:
+        data = open(path, "rb").read()
+    except OSError as error:
+        raise ReferenceFileError(f"{path} is missing or unreadable ({type(error).__name__}): it was stored by reference") from None
+    pixels, _ = decode_file(data, path)
+    if size is not None and pixels.shape[:2] != tuple(size):
+        pixels = resize(pixels, *size)
+    if pixels_sha256(pixels) != sha256:
+        raise ReferenceFileError(f"{path} changed since the run stored it by reference (its content hash differs)")
+    return pixels

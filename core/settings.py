@@ -48,6 +48,21 @@ class Settings(BaseSettings):
     max_attempts: int = Field(
         default=3, description="Deliveries of one image before it is stored as failed (poison images end here)."
     )
+    max_queued: int = Field(
+        default=1000, ge=1,
+        description="The most image tasks waiting in the broker at once (the window); the rest of a job waits in the "
+        "database. At least a few seconds of the fleet's throughput: 1000 is 10 s of 100 processes at 1 image/s.",
+    )
+    feed_interval_s: float = Field(
+        default=1.0, gt=0, description="How often a worker tops the broker's queue up to MAX_QUEUED from the database."
+    )
+    broker_ca_certs: str = Field(
+        default="",
+        description="rediss:// brokers: the CA certificate file the broker's certificate must be signed by (empty: the "
+        "system's trusted CAs). The certificate and the host name are always checked.",
+    )
+    broker_certfile: str = Field(default="", description="rediss:// brokers: this client's certificate, if asked for.")
+    broker_keyfile: str = Field(default="", description="rediss:// brokers: this client's private key, if asked for.")
 
     @model_validator(mode="after")
     def _limits_below_the_visibility_timeout(self) -> "Settings":
@@ -85,6 +100,30 @@ class Settings(BaseSettings):
 def is_redis_url(url: str) -> bool:
     """Whether a broker URL names Redis (the embedded broker of `producer local` does not)."""
     return url.split("://", 1)[0] in ("redis", "rediss")
+
+
+def redis_tls(url: str) -> dict:
+    """For a rediss:// URL, the TLS options of every Redis client (Celery's, the sweeper's): the broker's certificate
+    is checked against BROKER_CA_CERTS (or the system's CAs), and its host name too. Empty for redis:// URLs."""
+    if not url.startswith("rediss://"):
+        return {}
+    import ssl
+
+    options = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_check_hostname": True}
+    if settings.broker_ca_certs:
+        options["ssl_ca_certs"] = settings.broker_ca_certs
+    if settings.broker_certfile:
+        options["ssl_certfile"] = settings.broker_certfile
+    if settings.broker_keyfile:
+        options["ssl_keyfile"] = settings.broker_keyfile
+    return options
+
+
+def redis_client(url: str, **options):
+    """A redis-py client for the broker URL, with its TLS options."""
+    import redis
+
+    return redis.Redis.from_url(url, **redis_tls(url), **options)
 
 
 def cpu_count() -> int:

@@ -6,17 +6,15 @@ import re
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from core.cli import OutputFormat, fail, failing_on, write_rows
+from core.cli import Output, OutputFormat, fail, failing_on, show_table, write_rows
 from core.settings import reload_settings, settings
 from db import reads
 from db.models import decode_segments
 from db.session import session_factory
 
 app = typer.Typer(help="The results database: migrations and queries.", no_args_is_help=True, add_completion=False)
-console = Console()
+console = Output()
 
 
 @app.callback()
@@ -38,17 +36,18 @@ def upgrade(revision: str = typer.Option("head", help="Alembic revision to migra
 @app.command()
 def runs() -> None:
     """Every run with its counts."""
-    table = Table("id", "name", "status", "images", "ok", "failed", "accuracy", "wall s", "created")
+    rows = []
     with session_factory()() as session:
         for run, counts in reads.list_runs(session):
             wall = reads.run_wall_seconds(run)
             accuracy = "n/a" if counts.ok and not counts.labelled else "-"
-            table.add_row(
-                str(run.id), run.name, run.status, str(counts.total), str(counts.ok), str(counts.failed),
+            rows.append([
+                run.id, run.name, run.status, counts.total, counts.ok, counts.failed,
                 accuracy if counts.accuracy is None else f"{counts.accuracy:.2%}",
                 "-" if wall is None else f"{wall:.1f}", f"{run.created_at:%Y-%m-%d %H:%M}",
-            )
-    console.print(table)
+            ])
+    show_table(console, "runs", ["id", "name", "status", "images", "ok", "failed", "accuracy", "wall s", "created"],
+               rows)
 
 
 @app.command()
@@ -107,15 +106,12 @@ def show(
         f"{row.n_segments} superpixels, attempts {row.attempts}"
     )
     console.print(faithfulness_line(row), markup=False, highlight=False)
-    probabilities = Table("class", "probability", title="probabilities")
-    for label, p in enumerate(row.probabilities):
-        probabilities.add_row(detail.label_name(label), f"{p:.4f}")
-    console.print(probabilities)
+    show_table(console, "probabilities", ["class", "probability"],
+               [[detail.label_name(label), f"{p:.4f}"] for label, p in enumerate(row.probabilities)])
     for label, weights in detail.weights.items():
-        table = Table("superpixel", "weight", "area (px)", title=f"weights for {detail.label_name(label)}")
-        for segment in sorted(range(len(weights)), key=lambda s: -abs(weights[s])):
-            table.add_row(str(segment), f"{weights[segment]:+.4f}", str(detail.areas[segment]))
-        console.print(table)
+        order = sorted(range(len(weights)), key=lambda s: -abs(weights[s]))
+        show_table(console, f"weights for {detail.label_name(label)}", ["superpixel", "weight", "area (px)"],
+                   [[segment, f"{weights[segment]:+.4f}", detail.areas[segment]] for segment in order])
 
 
 def faithfulness_line(row) -> str:

@@ -1,12 +1,15 @@
 """The workers' protocol: claim the one row of a (run, image), save its result or failure into it only while it is
-unfinished, mark the run done; the input check's sample and figures; what the sweeper looks for. Functions take
-the caller's session and never commit."""
+unfinished, count it and mark the run done; the window (which images to send next); the input check's sample and
+figures; what the sweeper looks for. Every query here is a primary-key or index lookup whose cost does not grow with
+the run's size. Functions take the caller's session and never commit."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, select, text, update
+from datetime import datetime
+
+from sqlalchemy import and_, case, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -19,63 +22,84 @@ class RunImageDoesNotExist(LookupError):
 
 @dataclass
 class Job:
-    """What a task needs for one (run, image), read in the same transaction that claims its row."""
+    """What a task needs for one (run, image), and its row's state (None before its first claim)."""
 
-    explanation_id: int
-    status: str
-    attempts: int
+    run_id: int
+    image_id: int
     true_label: int | None
     png: bytes
+    path: str | None  # an image stored by reference: its file, to be read and checked against `sha256`
+    sha256: str
+    resize: bool
     params: dict
     model_sha256: str
     value_range: list[float]
     preprocess: str | None
     outputs: str
+    explanation_id: int | None = None
+    status: str | None = None
+    attempts: int = 0
 
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
 
+def _no_disk_wait(session: Session):
+    """A column for the RETURNING of a statement the transaction makes anyway: on PostgreSQL it makes this
+    transaction's commit not wait for the disk (set_config, local to the transaction; no round trip of its own, no
+    fsync per image). Safe for a claim, a result and the window's records alike: what a database crash takes back
+    from its last moments goes together (a result with its count), those rows are unfinished again (or the window's
+    cursor is back before them), and the sweep (or the window) sends the images again: nothing is lost, nothing is
+    counted twice."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.set_config("synchronous_commit", "off", True)
+    return literal(None)
+
 def _upsert(session: Session):
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
-def claim_explanation(session: Session, run_id: int, image_id: int, host: str) -> Job:
-    """Read the job and make or take the one row of (run, image), counting this delivery as an attempt.
-
-    A finished row is left alone (a redelivered task then does nothing); any other row gets
-    attempts + 1, so a poison image that kills its worker every time is seen coming back.
-    Two statements: a task's database work is kept to few round trips, as workers compete for the cores.
-    """
-    job = session.execute(
-        select(RunImage.true_label, Image.png, Run.params, Run.model_sha256, Run.value_range, Run.preprocess, Run.outputs)
+def read_job(session: Session, run_id: int, image_id: int) -> Job:
+    """What the task needs and the state of its row, in one primary-key lookup (reading only: a worker may load its
+    model next, and on SQLite a write transaction held that long would stop every other worker)."""
+    row = session.execute(
+        select(RunImage.true_label, Image.png, Image.path, Image.sha256, Run.resize, Run.params, Run.model_sha256,
+               Run.value_range, Run.preprocess, Run.outputs, Explanation.id, Explanation.status, Explanation.attempts)
         .join(Image, Image.id == RunImage.image_id)
         .join(Run, Run.id == RunImage.run_id)
+        .outerjoin(Explanation, (Explanation.run_id == RunImage.run_id) & (Explanation.image_id == RunImage.image_id))
         .where(RunImage.run_id == run_id, RunImage.image_id == image_id)
     ).first()
-    if job is None:
+    if row is None:
         raise RunImageDoesNotExist(f"image {image_id} is not part of run {run_id}")
-    if session.get_bind().dialect.name == "postgresql":
-        # A claim lost in a database crash only loses one count of attempts, so it need not wait for
-        # the disk; results are committed durably. Saves an fsync per image.
-        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+    return Job(run_id, image_id, *row[:-3], explanation_id=row[-3], status=row[-2], attempts=row[-1] or 0)
+
+def claim(session: Session, job: Job, host: str) -> Job:
+    """Make or take the one row of (run, image), counting this delivery as an attempt; the job with its row's state.
+
+    A finished row is left alone (a redelivered task then does nothing); any other row (queued by the window, or
+    running in a delivery that died) gets attempts + 1, so a poison image that kills its worker every time is seen
+    coming back. One statement.
+    """
     now = utcnow()
     statement = _upsert(session)(Explanation).values(
-        run_id=run_id, image_id=image_id, status="running", attempts=1, true_label=job.true_label,
+        run_id=job.run_id, image_id=job.image_id, status="running", attempts=1, true_label=job.true_label,
         worker_host=host, updated_at=now,
     )
     statement = statement.on_conflict_do_update(
         index_elements=["run_id", "image_id"],
-        set_={"attempts": Explanation.attempts + 1, "status": "running", "worker_host": host, "updated_at": now},
+        set_={"attempts": Explanation.attempts + 1, "status": "running", "true_label": job.true_label,
+              "worker_host": host, "updated_at": now},
         where=Explanation.status.not_in(FINISHED),
-    ).returning(Explanation.id, Explanation.status, Explanation.attempts)
+    ).returning(Explanation.id, Explanation.status, Explanation.attempts, _no_disk_wait(session))
     row = session.execute(statement).first()
-    if row is None:  # finished already: the conditional update did nothing
+    if row is None:  # finished meanwhile: the conditional update did nothing
         row = session.execute(
             select(Explanation.id, Explanation.status, Explanation.attempts).where(
-                Explanation.run_id == run_id, Explanation.image_id == image_id
+                Explanation.run_id == job.run_id, Explanation.image_id == job.image_id
             )
         ).one()
-    return Job(*row, *job)
+    job.explanation_id, job.status, job.attempts = row[:3]
+    return job
 
 def save_explanation(session: Session, job: Job, result, host: str) -> bool:
     """Write an engine result (worker.engine.Explanation) and its segment weights into the job's row;
@@ -101,18 +125,20 @@ def save_explanation(session: Session, job: Job, result, host: str) -> bool:
             sampling_stop=result.sampling.stop,
             worker_host=host, updated_at=utcnow(),
         )
-    )
-    if saved.rowcount == 0:
+        .returning(Explanation.id, _no_disk_wait(session))
+        .execution_options(synchronize_session=False)
+    ).first()
+    if saved is None:
         return False
     areas = result.segment_areas()
-    session.execute(
-        insert(SegmentWeight),
-        [
+    session.execute(  # one multi-row statement
+        insert(SegmentWeight).values([
             {"explanation_id": job.explanation_id, "label": label, "segment": s, "weight": float(w), "area": int(areas[s])}
             for label, explained in result.labels.items()
             for s, w in enumerate(explained.weights)
-        ],
+        ])
     )
+    count_finished(session, job.run_id)
     return True
 
 def save_failure(session: Session, job: Job, error: str, host: str) -> bool:
@@ -121,37 +147,46 @@ def save_failure(session: Session, job: Job, error: str, host: str) -> bool:
         update(Explanation)
         .where(Explanation.id == job.explanation_id, Explanation.status.not_in(FINISHED))
         .values(status="failed", error=error[:2000], worker_host=host, updated_at=utcnow())
+        .returning(Explanation.id, _no_disk_wait(session))
+        .execution_options(synchronize_session=False)
+    ).first()
+    if saved is None:
+        return False
+    count_finished(session, job.run_id)
+    return True
+
+def count_finished(session: Session, run_id: int) -> None:
+    """One more finished image of the run, and the run done if that was the last: one statement on the run's row,
+    in the same transaction as the result. Its row lock orders two workers finishing the last two images at once,
+    so exactly one of them marks the run done."""
+    last = and_(Run.status == "running", Run.finished_count + 1 >= Run.image_count)
+    session.execute(
+        update(Run).where(Run.id == run_id).values(
+            finished_count=Run.finished_count + 1,
+            status=case((last, "done"), else_=Run.status),
+            finished_at=case((last, utcnow()), else_=Run.finished_at),
+        ).execution_options(synchronize_session=False)
     )
-    return saved.rowcount > 0
 
 def finish_run_if_complete(session: Session, run_id: int) -> bool:
-    """Mark a running run done once every image has a finished explanation; True if this call did it.
-
-    One statement that counts committed rows: call it after committing a result, so that of two
-    workers finishing the last two images at once, the later one sees both.
-    """
-    finished = (
-        select(func.count())
-        .select_from(Explanation)
-        .where(Explanation.run_id == run_id, Explanation.status.in_(FINISHED))
-        .scalar_subquery()
-    )
+    """Mark a running run done if every image has a finished result (the producer, once it has stored them all, in
+    case the workers were faster); True if this call did it."""
     marked = session.execute(
         update(Run)
-        .where(Run.id == run_id, Run.status == "running", Run.image_count <= finished)
+        .where(Run.id == run_id, Run.status == "running", Run.finished_count >= Run.image_count)
         .values(status="done", finished_at=utcnow())
     )
     return marked.rowcount > 0
 
-def input_check_sample(session: Session, run_id: int, image_ids: list[int]) -> tuple[Run, list[tuple[bytes, int | None]]]:
-    """The run and the (PNG, true label) of the images its input check looks at, in the given order."""
+def input_check_sample(session: Session, run_id: int, image_ids: list[int]) -> tuple[Run, list[tuple]]:
+    """The run and the (PNG, path, content hash, true label) of the images its input check looks at, in order."""
     run = session.get(Run, run_id)
     if run is None:
         raise RunNotFound(f"no run with id {run_id}")
     rows = {
-        image_id: (png, label)
-        for image_id, png, label in session.execute(
-            select(RunImage.image_id, Image.png, RunImage.true_label)
+        image_id: (png, path, sha256, label)
+        for image_id, png, path, sha256, label in session.execute(
+            select(RunImage.image_id, Image.png, Image.path, Image.sha256, RunImage.true_label)
             .join(Image, Image.id == RunImage.image_id)
             .where(RunImage.run_id == run_id, RunImage.image_id.in_(image_ids))
         )
@@ -161,18 +196,74 @@ def input_check_sample(session: Session, run_id: int, image_ids: list[int]) -> t
 def save_input_check(session: Session, run_id: int, check: dict) -> None:
     session.execute(update(Run).where(Run.id == run_id).values(input_check=check))
 
-def unfinished_images_of_running_runs(session: Session) -> list[tuple[int, int]]:
-    """(run, image) of every image without a finished result in a run whose tasks were all sent."""
-    finished = select(Explanation.id).where(
-        Explanation.run_id == RunImage.run_id, Explanation.image_id == RunImage.image_id,
-        Explanation.status.in_(FINISHED),
-    )
+# --- the window: the database holds the job, the broker a bounded window of it (worker.window) ----------------------
+
+@dataclass
+class Feedable:
+    run_id: int
+    next_position: int
+    stored: int  # images stored so far (the producer may still be storing)
+
+
+def runs_to_feed(session: Session) -> list[Feedable]:
+    """Runs being stored or running that have images not yet sent, oldest first."""
     return [
-        (run_id, image_id)
-        for run_id, image_id in session.execute(
-            select(RunImage.run_id, RunImage.image_id)
-            .join(Run, Run.id == RunImage.run_id)
-            .where(Run.status == "running", ~finished.exists())
-            .order_by(RunImage.run_id, RunImage.position)
+        Feedable(*row)
+        for row in session.execute(
+            select(Run.id, Run.next_position, Run.image_count)
+            .where(Run.status.in_(("enqueueing", "running")), Run.next_position < Run.image_count)
+            .order_by(Run.id)
         )
     ]
+
+
+def images_at(session: Session, run_id: int, start: int, count: int) -> list[int]:
+    """The images at positions start .. start + count - 1 of the run, in order (an index range scan)."""
+    return list(session.scalars(
+        select(RunImage.image_id)
+        .where(RunImage.run_id == run_id, RunImage.position >= start, RunImage.position < start + count)
+        .order_by(RunImage.position)
+    ))
+
+
+def take_for_sending(session: Session, feedable: Feedable, image_ids: list[int]) -> bool:
+    """Move the run's cursor past these images and record them as queued, unless another sender moved it first
+    (then False, nothing written). Commit before sending: an image recorded and not sent is found by the sweep."""
+    moved = session.execute(
+        update(Run)
+        .where(Run.id == feedable.run_id, Run.next_position == feedable.next_position)
+        .values(next_position=feedable.next_position + len(image_ids))
+        .returning(Run.id, _no_disk_wait(session))
+        .execution_options(synchronize_session=False)
+    ).first()
+    if moved is None:
+        return False
+    now = utcnow()
+    statement = _upsert(session)(Explanation).values([
+        {"run_id": feedable.run_id, "image_id": image_id, "status": "queued", "attempts": 0, "updated_at": now}
+        for image_id in image_ids
+    ])
+    session.execute(statement.on_conflict_do_nothing(index_elements=["run_id", "image_id"]))
+    return True
+
+
+def sent_unfinished(session: Session, before: datetime | None = None) -> list[tuple[int, int]]:
+    """(run, image) of every image sent and not finished (queued, or claimed by a worker) in a run that is being
+    stored or running, through the partial index of unfinished rows: at most the window and the running tasks.
+    `before`: only rows not touched since then (a task sent a moment ago may not have reached the broker's lists)."""
+    query = (
+        select(Explanation.run_id, Explanation.image_id)
+        .join(Run, Run.id == Explanation.run_id)
+        .where(Explanation.status.not_in(FINISHED), Run.status.in_(("enqueueing", "running")))
+        .order_by(Explanation.run_id, Explanation.id)
+    )
+    if before is not None:
+        query = query.where(Explanation.updated_at < before)
+    return [(run_id, image_id) for run_id, image_id in session.execute(query)]
+
+
+def runs_without_input_check(session: Session) -> list[int]:
+    """Running (or storing) runs whose input check has no result yet."""
+    return list(session.scalars(
+        select(Run.id).where(Run.status.in_(("enqueueing", "running")), Run.input_check.is_(None)).order_by(Run.id)
+    ))

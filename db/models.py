@@ -20,13 +20,18 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Index,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 FINISHED = ("ok", "failed")  # an explanation's status once no delivery will change it
+# Unfinished: "queued" (its task was sent, by the window), "running" (a worker claimed it). The few rows of a run that
+# are neither waiting to be sent nor finished: the sweep reads them through a partial index.
+UNFINISHED_ROWS = text("status NOT IN ('ok', 'failed')")
 
 
 def utcnow() -> datetime:
@@ -73,6 +78,13 @@ class Run(Base):
     params: Mapped[dict] = mapped_column(JSON)
     source: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20), default="enqueueing")  # enqueueing | running | done
+    # The window: images at positions below next_position have been sent to the broker (worker.window); the rest wait
+    # in the database, so the broker never holds more of a run than MAX_QUEUED tasks.
+    next_position: Mapped[int] = mapped_column(Integer, default=0)
+    # Images with a finished result, counted as each is saved: the run is done when it reaches image_count.
+    finished_count: Mapped[int] = mapped_column(Integer, default=0)
+    images_mode: Mapped[str] = mapped_column(String(16), default="copy")  # copy (PNG in the database) | reference
+    resize: Mapped[bool] = mapped_column(Boolean, default=False)  # images of another size are scaled to the model's
     # The model's input contract for this run (models.contract): the workers feed the model by it.
     value_range: Mapped[list] = mapped_column(JSON)  # [low, high]; filled for every run (revision 0002)
     preprocess: Mapped[str | None] = mapped_column(String(40))
@@ -100,7 +112,8 @@ class RunClass(Base):
 
 
 class Image(Base):
-    """An image stored once by content hash, with its PNG bytes so results outlive the source files."""
+    """An image stored once by content hash: its PNG bytes, so results outlive the source files (`--images copy`),
+    or only the path of a file every worker can read (`--images reference`; png is then empty)."""
 
     __tablename__ = "images"
 
@@ -112,6 +125,7 @@ class Image(Base):
     height: Mapped[int] = mapped_column(Integer)
     channels: Mapped[int] = mapped_column(Integer)
     png: Mapped[bytes] = mapped_column(LargeBinary)
+    path: Mapped[str | None] = mapped_column(Text)  # the file, for an image stored by reference
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -119,6 +133,7 @@ class RunImage(Base):
     """Membership of an image in a run, with its true label (class index) in that run."""
 
     __tablename__ = "run_images"
+    __table_args__ = (Index("ix_run_images_position", "run_id", "position", unique=True),)
 
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True)
@@ -130,12 +145,16 @@ class Explanation(Base):
     """The result for one (run, image): exactly one row, whatever the deliveries."""
 
     __tablename__ = "explanations"
-    __table_args__ = (UniqueConstraint("run_id", "image_id", name="uq_explanations_run_image"),)
+    __table_args__ = (
+        UniqueConstraint("run_id", "image_id", name="uq_explanations_run_image"),
+        Index("ix_explanations_unfinished", "run_id", "updated_at", sqlite_where=UNFINISHED_ROWS,
+              postgresql_where=UNFINISHED_ROWS),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
-    status: Mapped[str] = mapped_column(String(20))  # running | ok | failed
+    status: Mapped[str] = mapped_column(String(20))  # queued | running | ok | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     predicted_label: Mapped[int | None] = mapped_column(Integer)

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
-from core.cli import fail, failing_on
+from core.cli import Output, fail, failing_on
 from core.settings import reload_settings
 from models.artifacts import default_model_path
 from models.cnn import PRESETS
@@ -17,7 +16,7 @@ from models.contract import PREPROCESS_FAMILIES
 from models.datasets import DATASET_NAMES
 
 app = typer.Typer(help="Demo data sets and the article's CNN.", no_args_is_help=True, add_completion=False)
-console = Console()
+console = Output()
 
 
 @app.callback()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn, Optional
 
@@ -12,10 +13,8 @@ import typer
 from rich.console import Console
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
 
-from core.cli import USAGE_ERROR, OutputFormat, fail, failing_on, write_rows
+from core.cli import USAGE_ERROR, Output, OutputFormat, fail, failing_on, show_pairs, write_rows
 from core.settings import cpu_count, reload_settings, settings
 from db import reads
 from db.session import session_factory
@@ -24,7 +23,8 @@ from models.datasets import DATASET_NAMES
 from report.summary import RunSummary, check_line, describe_settings, summarise_run
 
 app = typer.Typer(help="Send images to the workers and follow the runs.", no_args_is_help=True, add_completion=False)
-console = Console()
+console = Output()
+PLAIN_PROGRESS_FROM = 1000
 
 
 @app.callback()
@@ -74,6 +74,10 @@ RUN_OPTIONS = {
         f"{' | '.join(PREPROCESS_FAMILIES)}.")),
     "skip_bad": (bool, typer.Option(
         False, "--skip-bad", help="Explain the good images and record the bad ones on the run (default: list them all, stop).")),
+    "images_mode": (str, typer.Option(
+        "copy", "--images", metavar="copy|reference",
+        help="copy: the pixels as PNG in the database, so results outlive the files (default); reference: the file's "
+        "path and content hash only, for a folder every worker reads at the same path.")),
 }
 
 
@@ -118,7 +122,8 @@ def prepare_run(**options):
     from producer import service, sources
 
     try:
-        prepared = service.prepare_run(**options, echo=console.print)
+        with counting("checking images") as progress:
+            prepared = service.prepare_run(**options, echo=console.print, progress=progress)
     except service.BadFilesError as error:
         list_bad_files(error)
     except (service.EnqueueError, sources.SourceError, ContractError, ValueError) as error:
@@ -159,12 +164,34 @@ def send_run(celery_app, name, prepared) -> int:
     from producer import service
 
     _migrate()
-    with failing_on(service.EnqueueError):
-        run_id, sent = service.enqueue(session_factory(), celery_app, prepared, name=name)
+    with failing_on(service.EnqueueError), counting("storing images") as progress:
+        run_id, stored = service.enqueue(session_factory(), celery_app, prepared, name=name, progress=progress)
     console.print(
-        f"run {run_id}: {sent} images queued ({prepared.source.description}, model {prepared.model.path.name})"
+        f"run {run_id}: {stored} images stored ({prepared.source.description}, model {prepared.model.path.name}); "
+        f"the workers take them from the broker, at most {settings.max_queued} queued at a time"
     )
     return run_id
+
+
+@contextmanager
+def counting(description: str):
+    """Progress of work on every image of a source, as a `progress(done, total)` callback: a bar in a terminal (gone
+    when done), a plain line at every tenth when piped (for sources of PLAIN_PROGRESS_FROM images or more: a smaller
+    one is read in a second or two)."""
+    if not console.is_terminal:
+        shown = [-1]
+
+        def progress(done: int, total: int) -> None:
+            if total >= PLAIN_PROGRESS_FROM and done * 10 // total > shown[0]:
+                shown[0] = done * 10 // max(total, 1)
+                console.print(f"{description}: {done} of {total}")
+
+        yield progress
+        return
+    columns = (TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 @app.command()
@@ -249,8 +276,8 @@ def _migrate() -> None:
 
 
 def follow(run_id: int, summary: bool = True, watch=None) -> None:
-    """A live progress bar (done, failed, remaining, rate, ETA), the input check as soon as a worker has
-    made it, then a one-screen summary.
+    """Progress as the run goes (a live bar in a terminal, a plain line at every tenth when piped: done, failed,
+    remaining, rate, ETA), the input check as soon as a worker has made it, then a one-screen summary.
 
     `watch`, if given, is called at every poll and may stop the wait by raising.
     """
@@ -258,35 +285,55 @@ def follow(run_id: int, summary: bool = True, watch=None) -> None:
 
     Session = session_factory()
     started = time.perf_counter()
-    columns = (
-        TextColumn("[bold]run {task.fields[run]}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("failed {task.fields[failed]}  remaining {task.fields[remaining]}  {task.fields[rate]}"),
-        TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"),
-    )
     first_finished: int | None = None
     check_shown = False
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("explaining", total=None, run=run_id, failed=0, remaining="?", rate="", eta="?")
+    with run_progress(run_id) as report:
 
-        def update(counts: reads.RunCounts, check: dict | None) -> None:
+        def update(counts: reads.RunProgress, check: dict | None) -> None:
             nonlocal first_finished, check_shown
             if watch is not None:
                 watch()
             if first_finished is None:
                 first_finished = counts.finished  # images finished before we looked do not count in the rate
             if check is not None and not check_shown:
-                show_input_check(check, progress.console)
+                show_input_check(check, console)
                 check_shown = True
-            rate, eta = progress_figures(counts.finished - first_finished, counts.remaining, time.perf_counter() - started)
-            progress.update(
-                task, total=counts.total, completed=counts.finished, failed=counts.failed,
-                remaining=counts.remaining, rate=rate, eta=eta,
-            )
+            report(counts, *progress_figures(counts.finished - first_finished, counts.remaining,
+                                             time.perf_counter() - started))
 
         wait_for_run(Session, run_id, update)
     if summary:
         with Session() as session:
             print_summary(summarise_run(session, reads.find_run(session, run_id)))
+
+
+@contextmanager
+def run_progress(run_id: int):
+    """A `report(counts, rate, eta)` callback: rich's live bar in a terminal; piped, a plain line whenever another
+    tenth of the run is done (a log gets a dozen lines, not a screen's redraws)."""
+    if console.is_terminal:
+        columns = (
+            TextColumn("[bold]run {task.fields[run]}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("failed {task.fields[failed]}  remaining {task.fields[remaining]}  {task.fields[rate]}"),
+            TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"),
+        )
+        with Progress(*columns, console=console, transient=False) as bar:
+            task = bar.add_task("explaining", total=None, run=run_id, failed=0, remaining="?", rate="", eta="?")
+            yield lambda counts, rate, eta: bar.update(
+                task, total=counts.total, completed=counts.finished, failed=counts.failed, remaining=counts.remaining,
+                rate=rate, eta=eta,
+            )
+        return
+    shown = [-1]
+
+    def report(counts: reads.RunProgress, rate: str, eta: str) -> None:
+        tenth = counts.finished * 10 // max(counts.total, 1)
+        if tenth > shown[0]:
+            shown[0] = tenth
+            console.print(f"run {run_id}: {counts.finished} of {counts.total} done, {counts.failed} failed, "
+                          f"{counts.remaining} remaining" + (f", {rate}, ETA {eta}" if rate else ""))
+
+    yield report
 
 
 def progress_figures(finished: int, remaining: int, elapsed_s: float) -> tuple[str, str]:
@@ -307,20 +354,23 @@ def format_duration(seconds: float) -> str:
 
 def show_input_check(check: dict, out: Console) -> None:
     if check.get("warning"):
-        out.print(Panel(check["warning"], title="WARNING: input check", border_style="red", style="bold red"))
+        warning(out, check["warning"], "WARNING: input check")
     else:
         out.print(f"[green]input check[/]: {check_line(check)}")
 
 
+def warning(out: Console, text: str, title: str = "WARNING") -> None:
+    """A warning that stands out: a red panel in a terminal, one plain line when piped."""
+    if out.is_terminal:
+        out.print(Panel(text, title=title, border_style="red", style="bold red"))
+    else:
+        out.print(f"{title}: {text}", markup=False, highlight=False)
+
+
 def print_summary(summary: RunSummary) -> None:
-    table = Table(title=f"run {summary.run.id}: {summary.run.name}", show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
-    for key, value in summary.rows:
-        table.add_row(key, Text(value))
-    console.print(table)
-    for warning in summary.warnings:
-        console.print(Panel(warning, title="WARNING", border_style="red", style="bold red"))
+    show_pairs(console, f"run {summary.run.id}: {summary.run.name}", summary.rows)
+    for text in summary.warnings:
+        warning(console, text)
     if summary.skipped:
         console.print(f"skipped with --skip-bad ({len(summary.skipped)}):")
         for skipped in summary.skipped:

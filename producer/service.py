@@ -1,7 +1,10 @@
-"""The producer's work as importable functions: choose the model, create the run, send one task per image.
+"""The producer's work as importable functions: choose the model, check the source, store the run, send the first
+window of tasks.
 
-The producer never imports TensorFlow: it reads the model archive's config as JSON and sends tasks by
-name, so it starts fast and runs where TensorFlow is not installed.
+The producer never imports TensorFlow: it reads the model archive's config as JSON and sends tasks by name, so it
+starts fast and runs where TensorFlow is not installed. It never holds a source's pixels: every image is read once
+to check it and once to store it, a chunk at a time (producer.sources), and the broker gets a bounded window of the
+run's tasks (worker.window): the job's size is a number only the database has to hold.
 """
 
 from __future__ import annotations
@@ -16,13 +19,16 @@ from pathlib import Path
 from sqlalchemy import delete, exists
 from sqlalchemy.orm import Session
 
+from core import images
 from db import jobs, reads, runs
 from db.models import Image, Run, RunImage
 from models.artifacts import ModelFileError, ModelMetadata, default_model_path, inspect_model_file
 from models.contract import ContractError, InputContract, decide_contract, parse_value_range
-from producer.sources import LoadedSource, Rejected, SourceError
+from producer.sources import Entry, Read, Rejected, Source, SourceError
 from worker.engine import ExplainParams
 from worker.input_check import sample_positions
+
+IMAGES_MODES = ("copy", "reference")
 
 
 class EnqueueError(RuntimeError):
@@ -78,7 +84,7 @@ def choose_model(
     return ModelChoice(path, found.sha256, found.content, found.metadata, contract)
 
 
-def run_class_names(model: ModelChoice, source: LoadedSource) -> list[str]:
+def run_class_names(model: ModelChoice, source: Source) -> list[str]:
     """The run's class names, and each source label re-indexed to them (folders are matched by name)."""
     names = list(model.metadata.class_names)
     if source.class_names is None or source.class_names == names:
@@ -90,9 +96,9 @@ def run_class_names(model: ModelChoice, source: LoadedSource) -> list[str]:
     unknown = [name for name in source.class_names if name not in names]
     if unknown:
         raise EnqueueError(f"source classes {unknown} are not among the model's classes {names}")
-    for image in source.images:
-        if image.true_label is not None:
-            image.true_label = names.index(source.class_names[image.true_label])
+    for entry in source.entries:
+        if entry.true_label is not None:
+            entry.true_label = names.index(source.class_names[entry.true_label])
     return names
 
 
@@ -102,10 +108,11 @@ def prepare_run(
     segmentation: str | None = None, n_segments: int | None = None,
     hide: str | None = None, preset: str | None = None, stability: int = 0, top_labels: int | None = None,
     seed: int = 0, limit: int | None = None, resize: bool = False, value_range: str | None = None,
-    preprocess: str | None = None, skip_bad: bool = False, echo=print,
+    preprocess: str | None = None, skip_bad: bool = False, images_mode: str = "copy", echo=print, progress=None,
 ) -> "PreparedRun":
     """A run from the producer's options, ready to store: the explanation settings (a preset, then the options
-    given), the model (the demo one trained if missing) and its input contract, the source read and fitted.
+    given), the model (the demo one trained if missing) and its input contract, the source listed and every image
+    checked (`progress(done, total)` as they are).
 
     Raises EnqueueError, SourceError, ContractError or ValueError (bad settings) with a one-line message, or
     BadFilesError listing every image that cannot be explained.
@@ -122,6 +129,10 @@ def prepare_run(
         raise EnqueueError(f"unknown data set {dataset!r}; choose one of {', '.join(DATASET_NAMES)}")
     if preset not in (None, "article"):
         raise EnqueueError(f"unknown --preset {preset!r}; the one preset is article")
+    if images_mode not in IMAGES_MODES:
+        raise EnqueueError(f"unknown --images {images_mode!r}; choose one of {', '.join(IMAGES_MODES)}")
+    if images_mode == "reference" and folder is None:
+        raise EnqueueError("--images reference needs --folder: only files can be referenced")
     if num_samples is not None and num_samples != AUTO:
         try:
             num_samples = int(num_samples)
@@ -146,51 +157,77 @@ def prepare_run(
         source = sources.from_npz(npz, limit)
     else:
         source = sources.from_builtin(dataset, choice.metadata, limit)
-    return prepare(choice, source, params, resize=resize, skip_bad=skip_bad)
+    return prepare(choice, source, params, resize=resize, skip_bad=skip_bad, images_mode=images_mode, progress=progress)
 
 
 @dataclass
 class PreparedRun:
-    """A run checked and ready to store: the model, the images that can be explained, their class names."""
+    """A run checked and ready to store: the model, the source's images that can be explained (listed, not read),
+    their class names, and how they are to be stored."""
 
     model: ModelChoice
-    source: LoadedSource
+    source: Source
     params: ExplainParams
     class_names: list[str]
-    resized: int = 0
+    resized: int = 0  # images of another size that --resize scales
+    resize: bool = False
+    images_mode: str = "copy"
 
 
 def prepare(
-    model: ModelChoice, source: LoadedSource, params: ExplainParams, *, resize: bool = False, skip_bad: bool = False
+    model: ModelChoice, source: Source, params: ExplainParams, *, resize: bool = False, skip_bad: bool = False,
+    images_mode: str = "copy", progress=None,
 ) -> PreparedRun:
-    """Fit the source to the model: resize (when asked), match class names, and set aside every image that
-    cannot be explained. Raises BadFilesError listing all of them, unless `skip_bad` (then they are recorded
-    on the run); raises EnqueueError when no image is left."""
+    """Read every image of the source once, keeping no pixels: match class names, count what --resize scales, and set
+    aside every image that cannot be explained. Raises BadFilesError listing all of them, unless `skip_bad` (then
+    they are recorded on the run); raises EnqueueError when no image is left."""
     height, width = model.metadata.input_shape[:2]
-    resized = 0
-    if resize:
-        from producer.sources import resize as resize_image
-
-        for i, image in enumerate(source.images):
-            if image.pixels.shape[:2] != (height, width):
-                source.images[i] = resize_image(image, height, width)
-                resized += 1
     class_names = run_class_names(model, source)
-    fitting = []
-    for image in source.images:
-        h, w = image.pixels.shape[:2]
-        if (h, w) != (height, width):
-            source.bad.append(Rejected(image.source, f"{image.name} is {h}x{w}, the model wants {height}x{width} (--resize scales it)"))
-        elif image.true_label is not None and not 0 <= image.true_label < len(class_names):
-            source.bad.append(Rejected(image.source, f"{image.name}: label {image.true_label} is not one of {len(class_names)} classes"))
+    good: list[Entry] = []
+    resized = 0
+    for done, read in enumerate(source.read(source.entries), start=1):
+        reason = problem(source, read, (height, width), len(class_names), resize)
+        if reason is not None:
+            source.bad.append(Rejected(source.origin(read.entry), reason))
         else:
-            fitting.append(image)
-    source.images = fitting
+            good.append(read.entry)
+            resized += read.pixels.shape[:2] != (height, width)
+        if progress is not None:
+            progress(done, len(source.entries))
+    total = len(good) + len(source.bad)
+    source.entries = good
     if source.bad and not skip_bad:
-        raise BadFilesError(source.bad, len(source.images) + len(source.bad))
-    if not source.images:
+        raise BadFilesError(source.bad, total)
+    if not source.entries:
         raise EnqueueError(f"{source.description} holds no images that can be explained")
-    return PreparedRun(model, source, params, class_names, resized)
+    return PreparedRun(model, source, params, class_names, resized, resize, images_mode)
+
+
+def problem(source: Source, read: Read, size: tuple[int, int], classes: int, resize: bool) -> str | None:
+    """Why an image cannot be explained, in one line, or None."""
+    if read.error is not None:
+        return read.error
+    name, (h, w) = source.name(read.entry), read.pixels.shape[:2]
+    if (h, w) != size and not resize:
+        return f"{name} is {h}x{w}, the model wants {size[0]}x{size[1]} (--resize scales it)"
+    label = read.entry.true_label
+    if label is not None and not 0 <= label < classes:
+        return f"{name}: label {label} is not one of {classes} classes"
+    return None
+
+
+def new_image(source: Source, read: Read, size: tuple[int, int], images_mode: str) -> runs.NewImage:
+    """What is stored of one image: its content hash, and its PNG (the file's own bytes when they are that PNG
+    already) or, by reference, its file's path."""
+    pixels, png = read.pixels, read.png
+    if pixels.shape[:2] != size:
+        pixels, png = images.resize(pixels, *size), None
+    height, width, channels = pixels.shape
+    path = str(source.path(read.entry)) if images_mode == "reference" else None
+    if path is None and png is None:
+        png = images.png_bytes(pixels)
+    return runs.NewImage(images.pixels_sha256(pixels), None if path else png, source.origin(read.entry), width, height,
+                         channels, read.entry.true_label, path)
 
 
 def _metadata_dict(metadata: ModelMetadata) -> dict:
@@ -220,21 +257,27 @@ def discard_run(session: Session, run_id: int, new_image_ids: list[int]) -> None
     session.commit()
 
 
-ENQUEUE_CHUNK = 32  # images stored and committed before their tasks go out: workers start early
+ENQUEUE_CHUNK = 256  # images read, stored and committed at a time: what the producer holds of the source
+# Tasks the producer sends itself as it finishes, so that running workers start at once; the workers' window sends
+# the rest (within FEED_INTERVAL_S), and `enqueue` need not wait for a thousand sends.
+FIRST_TASKS = 100
 
 
-def enqueue(session_factory, app, prepared: PreparedRun, *, name: str | None = None) -> tuple[int, int]:
-    """Create the run, store its images and send their tasks, chunk by chunk; all or nothing.
+def enqueue(session_factory, app, prepared: PreparedRun, *, name: str | None = None, progress=None) -> tuple[int, int]:
+    """Create the run and store its images chunk by chunk, then send the first tasks; all or nothing.
 
-    The images of the input check go first, and the check's task before theirs, so a worker tells within
-    seconds whether the model takes the images as the run feeds them. Returns (run id, images sent).
-    If anything fails on the way (the broker, the database, Ctrl-C), the run and the images only it
-    brought are removed again; tasks already sent for it then find no run and do nothing.
+    The images of the input check are stored first (they are the run's first positions) and the check's task is sent
+    at once, so a worker tells within seconds whether the model takes the images as the run feeds them. The rest of
+    the tasks go out as the broker's window drains (worker.window): enqueueing ends when the images are stored.
+    `progress(stored, total)` follows the storing. Returns (run id, images stored). If anything fails on the way
+    (the broker, the database, Ctrl-C), the run and the images only it brought are removed again; tasks already sent
+    for it then find no run and do nothing.
     """
-    from worker.messages import send_explain_tasks, send_input_check
+    from worker.messages import send_input_check
 
     check_broker(app)
     model, source, contract = prepared.model, prepared.source, prepared.model.contract
+    size = tuple(model.metadata.input_shape[:2])
     with session_factory() as session:
         runs.store_model_file(session, model.sha256, model.content, _metadata_dict(model.metadata))
         run = runs.create_run(
@@ -242,60 +285,79 @@ def enqueue(session_factory, app, prepared: PreparedRun, *, name: str | None = N
             model_sha256=model.sha256, class_names=prepared.class_names, params=prepared.params.to_dict(),
             source=source.description, value_range=list(contract.value_range), preprocess=contract.preprocess,
             outputs=contract.outputs, contract_notes=contract.notes, skipped=[bad.as_dict() for bad in source.bad],
+            images_mode=prepared.images_mode, resize=prepared.resize,
         )
         session.commit()
-        run_id, sent, created = run.id, 0, []
-        checked = sample_positions([image.true_label for image in source.images])
-        rest = sorted(set(range(len(source.images))) - set(checked))
-        chunks = [checked] + [rest[start : start + ENQUEUE_CHUNK] for start in range(0, len(rest), ENQUEUE_CHUNK)]
+        run_id, stored, created = run.id, 0, []
+        checked = sample_positions([entry.true_label for entry in source.entries])
+        in_check = set(checked)
+        order = checked + [i for i in range(len(source.entries)) if i not in in_check]
         try:
-            with app.producer_or_acquire() as producer:
-                for number, positions in enumerate(chunks):
-                    chunk = [(position, source.images[position].as_new_image()) for position in positions]
-                    to_send, new = runs.add_images(session, run, chunk)
-                    session.commit()
-                    created += new
-                    if number == 0:
-                        send_input_check(app, run_id, to_send, producer)
-                    send_explain_tasks(app, run_id, to_send, producer)
-                    sent += len(to_send)
+            for start in range(0, len(order), ENQUEUE_CHUNK):
+                chunk = [source.entries[i] for i in order[start : start + ENQUEUE_CHUNK]]
+                runs.defer_durability(session)
+                added, new = runs.add_images(session, run, [new_image(source, read, size, prepared.images_mode)
+                                                            for read in source.read(chunk)])
+                session.commit()
+                created += new
+                if start == 0:
+                    send_input_check(app, run_id, added[: len(checked)])
+                stored += len(chunk)
+                if progress is not None:
+                    progress(stored, len(order))
             run.status = "running"
-            session.commit()
             jobs.finish_run_if_complete(session, run_id)  # in case the workers were faster than us
-            session.commit()
+            session.commit()  # durable, and with it every chunk before
         except BaseException as error:
             session.rollback()
             discard_run(session, run_id, created)
             if isinstance(error, Exception):
                 raise EnqueueError(f"enqueueing failed, run {run_id} discarded: {error}") from None
             raise
-    return run_id, sent
+    send_first_window(app, session_factory)
+    return run_id, stored
+
+
+def send_first_window(app, session_factory) -> int:
+    """Send the first FIRST_TASKS (at most MAX_QUEUED) tasks now, as the one sender of the moment; the workers'
+    window sends the rest."""
+    from core.settings import is_redis_url, redis_client, settings
+    from worker.window import feed_lock, fill_window
+
+    client = redis_client(app.conf.broker_url) if is_redis_url(app.conf.broker_url) else None
+    try:
+        with feed_lock(client, wait_s=5.0) as held:
+            return fill_window(app, session_factory, limit=min(FIRST_TASKS, settings.max_queued)) if held else 0
+    finally:
+        if client is not None:
+            client.close()
 
 
 def resume(session_factory, app, run_ref: str) -> tuple[int, int]:
-    """Send again every image of the run that has no finished result, and its input check if that never
-    finished. Returns (run id, images sent)."""
+    """Send again every image of the run that was sent and has no finished result (the images not yet sent are the
+    window's), and its input check if that never finished. Returns (run id, images sent)."""
+    from worker.input_check import CHECK_IMAGES
     from worker.messages import send_explain_tasks, send_input_check
 
     check_broker(app)
     with session_factory() as session:
         run = reads.find_run(session, run_ref)
-        missing = runs.images_without_result(session, run.id)
-        if missing or run.status != "done":  # also completes a run whose producer died after sending
+        missing = runs.unfinished_sent(session, run.id)
+        if run.status != "done":  # also completes a run whose producer died while storing
             run.status = "running"
             run.finished_at = None
             session.commit()
-        if run.input_check is None:
-            members = runs.run_labels(session, run.id)
-            checked = sample_positions([label for _, label in members])
-            send_input_check(app, run.id, [members[position][0] for position in checked])
+        if run.input_check is None:  # the check's images are the run's first (stored first)
+            send_input_check(app, run.id, jobs.images_at(session, run.id, 0, CHECK_IMAGES))
         send_explain_tasks(app, run.id, missing)
         jobs.finish_run_if_complete(session, run.id)
         session.commit()
-        return run.id, len(missing)
+        run_id = run.id
+    send_first_window(app, session_factory)
+    return run_id, len(missing)
 
 
-def default_run_name(source: LoadedSource) -> str:
+def default_run_name(source: Source) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     return f"{source.description.split()[0]}-{stamp}"
 
@@ -307,11 +369,11 @@ def _safe_url(url: str) -> str:
     return maybe_sanitize_url(url)
 
 
-def wait_for_run(session_factory, run_id: int, on_progress, poll_s: float = 0.5) -> reads.RunCounts:
-    """Poll the run until every image is finished, calling on_progress(counts, input check or None) each time."""
+def wait_for_run(session_factory, run_id: int, on_progress, poll_s: float = 0.5) -> reads.RunProgress:
+    """Poll the run until every image is finished, calling on_progress(progress, input check or None) each time."""
     while True:
         with session_factory() as session:
-            counts = reads.run_counts(session, run_id)
+            counts = reads.run_progress(session, run_id)
             check = session.get(Run, run_id).input_check
         on_progress(counts, check)
         if counts.remaining == 0:

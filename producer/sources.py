@@ -1,15 +1,19 @@
 """Where a run's images come from: a built-in data set's validation split, a class-per-folder tree, or an .npz.
 
-Everything is decoded here, in the producer, into uint8 pixels; a source that cannot be read whole is
-refused with a one-line SourceError before anything is stored.
+A source is a list of entries (what it takes to read an image again: a file's path, an index), never of pixels. The
+producer reads every image twice: once to check it (all bad ones are listed before anything is stored), keeping no
+pixels, and once to store it, a chunk at a time; so its memory does not grow with the number of images (the entries
+themselves take about a hundred bytes each). A source that cannot be used at all is refused with a one-line
+SourceError before anything is stored.
 """
 
 from __future__ import annotations
 
-import hashlib
+import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -18,7 +22,6 @@ from models.artifacts import ModelMetadata
 from models.datasets import load_dataset
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-MAX_PIXELS = 40_000_000  # a file that claims more is refused from its header, before decoding
 MAX_NPZ_BYTES = 4 * 2**30  # an .npz whose X claims more is refused from its header, before decompressing
 
 
@@ -27,30 +30,11 @@ class SourceError(ValueError):
 
 
 @dataclass
-class SourceImage:
-    pixels: np.ndarray  # uint8 (H, W, C)
-    source: str
+class Entry:
+    """One image of a source, not read: its key (a file's path inside the folder, or an index), its true label."""
+
+    key: str | int
     true_label: int | None
-    name: str = ""  # how messages name it: the path inside the folder, file[index], ...
-
-    def __post_init__(self) -> None:
-        self.name = self.name or self.source
-
-    @property
-    def sha256(self) -> str:
-        """Content hash of the decoded pixels and their shape: the same picture is stored once."""
-        digest = hashlib.sha256(repr(self.pixels.shape).encode())
-        digest.update(np.ascontiguousarray(self.pixels).tobytes())
-        return digest.hexdigest()
-
-    def as_new_image(self):
-        from db.runs import NewImage
-
-        height, width, channels = self.pixels.shape
-        return NewImage(self.sha256, self.png(), self.source, width, height, channels, self.true_label)
-
-    def png(self) -> bytes:
-        return images.png_bytes(self.pixels)
 
 
 @dataclass
@@ -65,32 +49,128 @@ class Rejected:
 
 
 @dataclass
-class LoadedSource:
+class Read:
+    """One image as read: its pixels (uint8 (H, W, C)) or why they cannot be had, and the file's own bytes when they
+    are already the PNG the project stores for these pixels."""
+
+    entry: Entry
+    pixels: np.ndarray | None = None
+    error: str | None = None
+    png: bytes | None = None
+
+
+@dataclass
+class Source:
     description: str
-    images: list[SourceImage]
-    class_names: list[str] | None = None  # the names the source's labels stand for (folder names)
+    entries: list[Entry]
+    class_names: list[str] | None = None  # the names the labels stand for (folder names)
     ignored: list[str] = field(default_factory=list)  # what was skipped on purpose, and why
     bad: list[Rejected] = field(default_factory=list)  # every image that cannot be used, each with its reason
 
+    def name(self, entry: Entry) -> str:
+        """How messages name an image."""
+        raise NotImplementedError
 
-def to_uint8(array: np.ndarray, what: str) -> np.ndarray:
-    """Pixels to store (core.images.to_uint8), or a SourceError that names the image."""
+    def origin(self, entry: Entry) -> str:
+        """Where an image came from, as stored with it."""
+        raise NotImplementedError
+
+    def path(self, entry: Entry) -> Path | None:
+        """The image's own file, when it has one (what `--images reference` stores)."""
+        return None
+
+    def read(self, entries: Iterable[Entry]) -> Iterator[Read]:
+        """The images, read one at a time, in the order given."""
+        raise NotImplementedError
+
+
+@dataclass
+class BuiltinSource(Source):
+    array: np.ndarray | None = None  # the validation split's images (a built-in set is small and fixed)
+    dataset: str = ""
+
+    def name(self, entry: Entry) -> str:
+        return f"{self.dataset}[{entry.key}]"
+
+    def origin(self, entry: Entry) -> str:
+        return f"{self.dataset}:validation/{entry.key}"
+
+    def read(self, entries: Iterable[Entry]) -> Iterator[Read]:
+        for entry in entries:
+            yield _converted(entry, self.array[entry.key], self.name(entry))
+
+
+@dataclass
+class FolderSource(Source):
+    folder: Path = Path()
+
+    def name(self, entry: Entry) -> str:
+        return str(entry.key)
+
+    def origin(self, entry: Entry) -> str:
+        return str(self.folder / entry.key)
+
+    def path(self, entry: Entry) -> Path:
+        return (self.folder / entry.key).resolve()
+
+    def read(self, entries: Iterable[Entry]) -> Iterator[Read]:
+        for entry in entries:
+            yield read_file(entry, self.folder / entry.key, self.name(entry))
+
+
+@dataclass
+class NpzSource(Source):
+    file: Path = Path()
+    shape: tuple[int, ...] = ()
+    dtype: np.dtype | None = None
+    fortran_order: bool = False
+
+    def name(self, entry: Entry) -> str:
+        return f"{self.file.name}[{entry.key}]"
+
+    def origin(self, entry: Entry) -> str:
+        return f"{self.file}[{entry.key}]"
+
+    def read(self, entries: Iterable[Entry]) -> Iterator[Read]:
+        """Row by row from the archive (seeking within X's member), never the whole array, unless X was saved in
+        Fortran order (rows are not contiguous there: the array is loaded whole)."""
+        row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+        with zipfile.ZipFile(self.file) as archive:
+            if self.fortran_order:
+                with np.load(self.file, allow_pickle=False) as arrays:
+                    whole = arrays["X"]
+                for entry in entries:
+                    yield _converted(entry, whole[entry.key], self.name(entry))
+                return
+            with archive.open("X.npy") as stream:
+                _read_npy_header(stream)
+                start = stream.tell()
+                for entry in entries:
+                    stream.seek(start + entry.key * row_bytes)
+                    row = np.frombuffer(stream.read(row_bytes), dtype=self.dtype).reshape(self.shape[1:])
+                    yield _converted(entry, row, self.name(entry))
+
+
+def _converted(entry: Entry, array: np.ndarray, name: str) -> Read:
     try:
-        return images.to_uint8(array)
+        return Read(entry, images.to_uint8(array))
     except images.PixelError as error:
-        raise SourceError(f"{what}: {error}") from None
+        return Read(entry, error=f"{name}: {error}")
 
 
-def resize(image: SourceImage, height: int, width: int) -> SourceImage:
-    """The image scaled (bilinear) to height x width."""
-    from PIL import Image
+def read_file(entry: Entry, path: Path, name: str) -> Read:
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        return Read(entry, error=f"{name}: cannot be read ({type(error).__name__}: {error})")
+    try:
+        pixels, is_png = images.decode_file(data, name)
+    except images.PixelError as error:
+        return Read(entry, error=str(error))
+    return Read(entry, pixels, png=data if is_png else None)
 
-    pixels = image.pixels[:, :, 0] if image.pixels.shape[2] == 1 else image.pixels
-    scaled = np.asarray(Image.fromarray(pixels).resize((width, height), Image.Resampling.BILINEAR))
-    return SourceImage(to_uint8(scaled, image.name), image.source, image.true_label, image.name)
 
-
-def from_builtin(name: str, metadata: ModelMetadata | None, limit: int | None) -> LoadedSource:
+def from_builtin(name: str, metadata: ModelMetadata | None, limit: int | None) -> BuiltinSource:
     """The validation split of a built-in data set, the same split the model was trained against."""
     if metadata is not None and metadata.dataset == name:
         data = load_dataset(
@@ -100,89 +180,54 @@ def from_builtin(name: str, metadata: ModelMetadata | None, limit: int | None) -
     else:
         data = load_dataset(name)
     count = len(data.y_val) if limit is None else min(limit, len(data.y_val))
-    images = [
-        SourceImage(to_uint8(data.x_val[i], f"{name}[{i}]"), f"{name}:validation/{i}", int(data.y_val[i]))
-        for i in range(count)
-    ]
-    return LoadedSource(f"{name} validation split", images, list(data.class_names))
+    entries = [Entry(i, int(data.y_val[i])) for i in range(count)]
+    return BuiltinSource(f"{name} validation split", entries, list(data.class_names), array=data.x_val, dataset=name)
 
 
-def decode_image_file(path: Path, name: str | None = None) -> np.ndarray:
-    """The file's pixels as uint8 (H, W, C), or a SourceError that names it (`name`, default the file name)."""
-    from PIL import Image, UnidentifiedImageError
-
-    name = name or path.name
-    try:
-        with Image.open(path) as picture:
-            width, height = picture.size
-            if width * height > MAX_PIXELS:
-                raise SourceError(
-                    f"{name} claims {width}x{height} pixels, more than {MAX_PIXELS:,}: refused before decoding"
-                )
-            picture.load()
-            if picture.mode in ("I;16", "I;16B", "I;16L", "I"):
-                return to_uint8(np.asarray(picture).astype(np.uint16), name)
-            if picture.mode not in ("L", "RGB", "RGBA"):
-                picture = picture.convert("RGBA" if "A" in picture.getbands() else "RGB")
-            return to_uint8(np.asarray(picture), name)
-    except Image.DecompressionBombError:  # Pillow's own header check, for claims far beyond ours
-        raise SourceError(
-            f"{name} claims more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels: refused before decoding"
-        ) from None
-    except SourceError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise SourceError(f"{name}: not a readable image ({type(error).__name__}: {error})") from None
-
-
-def from_folder(folder: Path, limit: int | None) -> LoadedSource:
-    """One sub-folder per class (Keras' image_dataset_from_directory convention), PNG and JPEG files."""
+def from_folder(folder: Path, limit: int | None) -> FolderSource:
+    """One sub-folder per class (Keras' image_dataset_from_directory convention), PNG and JPEG files, listed (not
+    read) in sorted order."""
     folder = Path(folder)
     if not folder.is_dir():
         raise SourceError(f"folder not found: {folder}")
     root = folder.resolve()
     ignored: list[str] = []
 
-    def inside(path: Path) -> bool:
+    def inside(item: os.DirEntry) -> bool:
         """Symbolic links that lead out of the folder are ignored, never followed."""
-        if path.resolve().is_relative_to(root):
+        if not item.is_symlink() or Path(item.path).resolve().is_relative_to(root):
             return True
-        ignored.append(f"{path} (a link outside {folder})")
+        ignored.append(f"{item.path} (a link outside {folder})")
         return False
 
-    classes = sorted(
-        p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and inside(p)
-    )
+    with os.scandir(folder) as listing:
+        classes = sorted(item.name for item in listing if item.is_dir() and not item.name.startswith(".") and inside(item))
     if not classes:
         raise SourceError(f"{folder} has no class sub-folders (expected {folder}/<class>/<image>.png)")
-    files: list[tuple[Path, int]] = []
+    entries: list[Entry] = []
     for label, name in enumerate(classes):
-        for path in sorted((folder / name).iterdir()):
-            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and inside(path):
-                files.append((path, label))
-    if not files:
+        with os.scandir(folder / name) as listing:  # one system call per file at most: a folder may hold millions
+            files = sorted(
+                item.name for item in listing
+                if item.name.lower().endswith(IMAGE_SUFFIXES) and item.is_file() and inside(item)
+            )
+        entries += [Entry(f"{name}/{file}", label) for file in files]
+        if limit is not None and len(entries) >= limit:
+            break
+    if not entries:
         raise SourceError(f"{folder} has no PNG or JPEG images in its class sub-folders")
-    if limit is not None:
-        files = files[:limit]
-    images, bad = [], []
-    for path, label in files:  # every file is read: one pass lists every bad one
-        name = str(path.relative_to(folder))
-        try:
-            images.append(SourceImage(decode_image_file(path, name), str(path), label, name))
-        except SourceError as error:
-            bad.append(Rejected(str(path), str(error)))
-    return LoadedSource(f"folder {folder}", images, classes, ignored, bad)
+    return FolderSource(f"folder {folder}", entries[:limit], classes, ignored, folder=folder)
 
 
-def from_npz(path: Path, limit: int | None) -> LoadedSource:
-    """An .npz with `X` (n, H, W[, C]) and optional integer labels `y` (n,). The arrays' headers are
-    read first: an archive whose arrays claim too much, or hold Python objects, is refused before
-    anything is decompressed or unpickled."""
+def from_npz(path: Path, limit: int | None) -> NpzSource:
+    """An .npz with `X` (n, H, W[, C]) and optional integer labels `y` (n,). The arrays' headers are read first: an
+    archive whose arrays claim too much, or hold Python objects, is refused before anything is decompressed or
+    unpickled."""
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"file not found: {path}")
     try:
-        shape, dtype = _npz_array_header(path, "X")
+        shape, fortran_order, dtype = _npz_array_header(path, "X")
         if dtype.hasobject:
             raise SourceError(f"{path.name}: X holds Python objects; refused, nothing was unpickled")
         claimed = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
@@ -194,40 +239,38 @@ def from_npz(path: Path, limit: int | None) -> LoadedSource:
         if len(shape) not in (3, 4) or shape[0] == 0:
             raise SourceError(f"{path.name}: X has shape {shape}; want (n, H, W) or (n, H, W, C) with n > 0")
         labels = _npz_array_header(path, "y", required=False)
-        if labels is not None and (labels[0] != shape[:1] or not np.issubdtype(labels[1], np.integer)):
+        if labels is not None and (labels[0] != shape[:1] or not np.issubdtype(labels[2], np.integer)):
             raise SourceError(
-                f"{path.name}: y must be {shape[0]} integer labels, got shape {labels[0]} of {labels[1]}"
+                f"{path.name}: y must be {shape[0]} integer labels, got shape {labels[0]} of {labels[2]}"
             )
-        with np.load(path, allow_pickle=False) as archive:
-            x = archive["X"]
-            y = archive["y"] if labels is not None else None
+        y = None
+        if labels is not None:
+            with np.load(path, allow_pickle=False) as archive:
+                y = archive["y"]
     except SourceError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise SourceError(f"{path.name}: not a readable .npz ({type(error).__name__}: {error})") from None
-    count = len(x) if limit is None else min(limit, len(x))
-    images, bad = [], []
-    for i in range(count):
-        name = f"{path.name}[{i}]"
-        try:
-            images.append(SourceImage(to_uint8(x[i], name), f"{path}[{i}]", None if y is None else int(y[i]), name))
-        except SourceError as error:
-            bad.append(Rejected(f"{path}[{i}]", str(error)))
-    return LoadedSource(f"npz {path}", images, bad=bad)
+    count = shape[0] if limit is None else min(limit, shape[0])
+    entries = [Entry(i, None if y is None else int(y[i])) for i in range(count)]
+    return NpzSource(f"npz {path}", entries, file=path, shape=shape, dtype=dtype, fortran_order=fortran_order)
 
 
-def _npz_array_header(path: Path, name: str, required: bool = True) -> tuple[tuple[int, ...], np.dtype] | None:
-    """Shape and dtype of the array `name` in an .npz, from its .npy header alone (nothing decompressed
-    beyond it)."""
+def _npz_array_header(path: Path, name: str, required: bool = True) -> tuple[tuple[int, ...], bool, np.dtype] | None:
+    """Shape, Fortran order and dtype of the array `name` in an .npz, from its .npy header alone (nothing
+    decompressed beyond it)."""
     with zipfile.ZipFile(path) as archive:
         if f"{name}.npy" not in archive.namelist():
             if required:
                 raise SourceError(f"{path.name} has no array named {name}")
             return None
         with archive.open(f"{name}.npy") as stream:
-            major, _minor = np.lib.format.read_magic(stream)
-            read_header = {1: np.lib.format.read_array_header_1_0, 2: np.lib.format.read_array_header_2_0}.get(major)
-            if read_header is None:
-                raise ValueError(f"unsupported .npy format version {major}")
-            shape, _fortran_order, dtype = read_header(stream)
-    return shape, dtype
+            return _read_npy_header(stream)
+
+
+def _read_npy_header(stream) -> tuple[tuple[int, ...], bool, np.dtype]:
+    major, _minor = np.lib.format.read_magic(stream)
+    read_header = {1: np.lib.format.read_array_header_1_0, 2: np.lib.format.read_array_header_2_0}.get(major)
+    if read_header is None:
+        raise ValueError(f"unsupported .npy format version {major}")
+    return read_header(stream)

@@ -35,6 +35,10 @@ def summarise_run(session: Session, run: Run) -> RunSummary:
         ("failed", str(counts.failed)),
         ("remaining", str(counts.remaining)),
     ]
+    if counts.remaining:
+        waiting = counts.remaining - counts.queued - counts.running
+        rows.append(("remaining are", f"{waiting} waiting in the database, {counts.queued} queued in the broker, "
+                                      f"{counts.running} running"))
     if counts.accuracy is not None:
         rows.append(("accuracy", f"{counts.accuracy:.2%} ({counts.correct} of {counts.labelled} labelled images)"))
         rows.append(("misclassified", str(counts.misclassified)))

@@ -54,3 +54,7 @@ ensure_postgres() {
 ensure_chromium() {  # the browser test of the HTML report
   command -v chromium >/dev/null || apt_install chromium
 }
+
+ensure_pgbouncer() {  # the test of a fleet larger than PostgreSQL's max_connections
+  command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || apt_install pgbouncer
+}

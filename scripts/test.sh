@@ -11,5 +11,6 @@ ensure_venv "[test]"
 ensure_redis
 ensure_postgres
 ensure_chromium
+ensure_pgbouncer
 
 exec .venv/bin/python -m pytest "$@"

@@ -21,6 +21,11 @@ from tests.services import postgres_database
 from tests.waiting import wait_for_run
 
 
+def flat(output: str) -> str:
+    """A command's output as words, a table's borders gone: what a wrapped cell says, whole."""
+    return " ".join(re.sub("[│┌┐└┘├┤┬┴┼─]", " ", output).split())
+
+
 def run_id_of(output: str) -> int:
     """The run id in what `producer enqueue` printed."""
     return int(re.search(r"run (\d+):", output).group(1))

@@ -10,7 +10,7 @@ from celery.utils.log import get_task_logger
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from core.images import png_pixels
+from core.images import stored_pixels
 from core.settings import settings
 from db import jobs, reads
 from db.models import utcnow
@@ -44,28 +44,37 @@ def explain_image(self, run_id: int, image_id: int) -> str:
 
 
 def _claim_explain_save(session: Session, run_id: int, image_id: int, host: str) -> str:
+    """Two commits per image: the claim (the attempt counts even if this process dies while explaining), then the
+    result with the run's count."""
     try:
-        job = jobs.claim_explanation(session, run_id, image_id, host)
+        job = jobs.read_job(session, run_id, image_id)
     except jobs.RunImageDoesNotExist as missing:
         logger.warning("skipped: %s", missing)
         return "missing"
-    session.commit()  # the attempt counts even if this process dies while explaining
+    if job.finished:  # a redelivery of a finished image: nothing to write
+        session.rollback()
+        return job.status
+    classifier, error = None, None
+    try:  # read before the claim writes (loading a model takes seconds)
+        classifier = classifier_for(session, job.model_sha256, preprocess=job.preprocess, outputs=job.outputs)
+    except OperationalError:
+        raise
+    except Exception as failure:  # a model the workers cannot load: every image of the run fails with the reason
+        error = failure_reason(failure)
+    job = jobs.claim(session, job, host)
+    session.commit()
     if job.finished:
         return job.status
 
-    error = None
     if job.attempts > settings.max_attempts:
         error = f"gave up after {job.attempts - 1} attempts: the worker died or timed out every time"
-    else:
+    elif error is None:
         try:
-            classifier = classifier_for(session, job.model_sha256, preprocess=job.preprocess, outputs=job.outputs)
-            session.commit()  # end the read before the long computation
+            pixels = stored_pixels(job.png, job.path, job.sha256, classifier.input_shape[:2] if job.resize else None)
             result = explain(
-                png_pixels(job.png), classifier.predict, ExplainParams(**job.params),
-                true_label=job.true_label, input_shape=classifier.input_shape, value_range=tuple(job.value_range),
+                pixels, classifier.predict, ExplainParams(**job.params), true_label=job.true_label,
+                input_shape=classifier.input_shape, value_range=tuple(job.value_range),
             )
-        except OperationalError:
-            raise
         except Exception as failure:  # the time limit, or this image's fault: store it, the run goes on
             error = failure_reason(failure)
 
@@ -77,8 +86,6 @@ def _claim_explain_save(session: Session, run_id: int, image_id: int, host: str)
     session.commit()
     if not saved:  # another delivery of this image finished first; its result stands
         return "duplicate"
-    jobs.finish_run_if_complete(session, run_id)  # after the commit, so it counts this row
-    session.commit()
     return "ok" if error is None else "failed"
 
 
@@ -113,8 +120,10 @@ def check_input(run_id: int, image_ids: list[int]) -> str:
         try:
             classifier = classifier_for(session, run.model_sha256, preprocess=run.preprocess, outputs=run.outputs)
             session.commit()
+            size = classifier.input_shape[:2] if run.resize else None
             check = check_predictions(
-                [png_pixels(png) for png, _ in sample], [label for _, label in sample], classifier.predict,
+                [stored_pixels(png, path, sha256, size) for png, path, sha256, _ in sample],
+                [label for *_, label in sample], classifier.predict,
                 value_range=run.value_range, input_shape=classifier.input_shape, class_names=run.class_names,
                 model_path=run.model_path,
             )

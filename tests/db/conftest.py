@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from sqlalchemy.orm import sessionmaker
 
-from db import runs
+from core import images
+from db import jobs, runs
 from db.migrate import upgrade
 from db.session import make_engine
 from tests.services import postgres_database
@@ -27,10 +28,18 @@ def sessions(request, tmp_path):
 
 
 def new_image(seed: int, label: int | None) -> runs.NewImage:
-    from producer.sources import SourceImage
-
     pixels = np.random.default_rng(seed).integers(0, 255, (8, 8, 3), dtype=np.uint8)
-    return SourceImage(pixels, f"image-{seed}.png", label).as_new_image()
+    return runs.NewImage(images.pixels_sha256(pixels), images.png_bytes(pixels), f"image-{seed}.png", 8, 8, 3, label)
+
+
+def claimed(session, run_id: int, image_id: int, host: str) -> jobs.Job:
+    """A worker's claim of (run, image), as the task makes it."""
+    return jobs.claim(session, jobs.read_job(session, run_id, image_id), host)
+
+
+def image_ids(sessions, run_id: int) -> list[int]:
+    with sessions() as session:
+        return jobs.images_at(session, run_id, 0, 1000)
 
 
 @pytest.fixture
@@ -42,7 +51,7 @@ def run(sessions):
             session, name="cats", model_path="m.keras", model_sha256="a" * 64, class_names=["cat", "dog"],
             params={"num_samples": 10}, source="test", value_range=[0.0, 1.0],
         )
-        runs.add_images(session, run, [(0, new_image(0, 0)), (1, new_image(1, 1)), (2, new_image(2, None))])
+        runs.add_images(session, run, [new_image(0, 0), new_image(1, 1), new_image(2, None)])
         run.status = "running"
         session.commit()
         return run.id

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from db import jobs, runs
+from db import jobs
 from db.models import Explanation, Run, SegmentWeight
+from tests.db.conftest import claimed, image_ids
 from worker.engine import ExplainParams, explain
 
 
@@ -24,25 +25,22 @@ def result():
     return explain(image, two_class, ExplainParams(num_samples=20, segmentation="slic", n_segments=4))
 
 
-def image_ids(sessions, run):
-    with sessions() as session:
-        return [image_id for image_id, _ in runs.run_labels(session, run)]
-
-
 def test_every_delivery_counts_an_attempt_until_the_row_is_finished(sessions, run, result):
     first = image_ids(sessions, run)[0]
     with sessions() as session:
-        assert jobs.claim_explanation(session, run, first, "a").attempts == 1
+        assert claimed(session, run, first, "a").attempts == 1
         session.commit()
-        job = jobs.claim_explanation(session, run, first, "b")
+        job = claimed(session, run, first, "b")
         session.commit()
         assert job.attempts == 2 and not job.finished and job.value_range == [0.0, 1.0]
         assert jobs.save_explanation(session, job, result, "b")
         session.commit()
-        again = jobs.claim_explanation(session, run, first, "c")
-        assert again.finished and again.attempts == 2  # a finished row is left alone
+        read = jobs.read_job(session, run, first)
+        assert read.finished and read.attempts == 2  # the task sees it finished before claiming
+        again = jobs.claim(session, read, "c")
+        assert again.finished and again.attempts == 2  # and a finished row is left alone
         with pytest.raises(jobs.RunImageDoesNotExist):
-            jobs.claim_explanation(session, run, 999999, "c")
+            jobs.read_job(session, run, 999999)
 
 
 def test_two_deliveries_at_once_write_one_result(sessions, run, result):
@@ -50,9 +48,9 @@ def test_two_deliveries_at_once_write_one_result(sessions, run, result):
     the row finished and writes nothing: no second set of weights."""
     first = image_ids(sessions, run)[0]
     with sessions() as a, sessions() as b:
-        job_a = jobs.claim_explanation(a, run, first, "a")
+        job_a = claimed(a, run, first, "a")
         a.commit()
-        job_b = jobs.claim_explanation(b, run, first, "b")
+        job_b = claimed(b, run, first, "b")
         b.commit()
         assert jobs.save_explanation(a, job_a, result, "a")  # not committed yet: its row is locked
         second: list[bool] = []
@@ -75,23 +73,44 @@ def test_the_run_is_done_when_its_last_image_is_finished(sessions, run, result):
     ids = image_ids(sessions, run)
     with sessions() as session:
         for number, image_id in enumerate(ids):
-            job = jobs.claim_explanation(session, run, image_id, "w")
+            job = claimed(session, run, image_id, "w")
             if number == 1:
                 jobs.save_failure(session, job, "broken", "w")
             else:
                 jobs.save_explanation(session, job, result, "w")
-            session.commit()
-            assert jobs.finish_run_if_complete(session, run) == (number == len(ids) - 1)
-            session.commit()
-        assert session.get(Run, run).status == "done" and jobs.unfinished_images_of_running_runs(session) == []
+            session.commit()  # the count and, with the last image, "done" come with the result
+            stored = session.get(Run, run)
+            session.refresh(stored)
+            assert (stored.finished_count, stored.status) == (number + 1, "done" if number == len(ids) - 1 else "running")
+        assert not jobs.finish_run_if_complete(session, run) and jobs.sent_unfinished(session) == []
 
 
 def test_the_input_check_reads_its_sample_and_stores_its_figures(sessions, run):
     ids = image_ids(sessions, run)
     with sessions() as session:
         stored, sample = jobs.input_check_sample(session, run, [ids[2], ids[0]])
-        assert [label for _, label in sample] == [None, 0] and all(png.startswith(b"\x89PNG") for png, _ in sample)
+        assert [label for *_, label in sample] == [None, 0] and all(png.startswith(b"\x89PNG") for png, *_ in sample)
+        assert jobs.runs_without_input_check(session) == [run]
         jobs.save_input_check(session, run, {"warning": None, "images": 2})
         session.commit()
         assert session.get(Run, run).input_check == {"warning": None, "images": 2}
-        assert jobs.unfinished_images_of_running_runs(session) == [(run, image_id) for image_id in ids]
+        assert jobs.runs_without_input_check(session) == []
+
+
+def test_the_window_sends_each_image_once_in_order_and_finds_the_sent_unfinished(sessions, run):
+    ids = image_ids(sessions, run)
+    with sessions() as first, sessions() as second:
+        [feedable] = jobs.runs_to_feed(first)
+        [same] = jobs.runs_to_feed(second)
+        assert (feedable.next_position, feedable.stored) == (0, 3)
+        assert jobs.take_for_sending(first, feedable, jobs.images_at(first, run, 0, 2))
+        first.commit()
+        assert not jobs.take_for_sending(second, same, jobs.images_at(second, run, 0, 2))  # the cursor moved: no
+        second.rollback()
+        [feedable] = jobs.runs_to_feed(second)
+        assert feedable.next_position == 2
+        assert jobs.sent_unfinished(second) == [(run, ids[0]), (run, ids[1])]
+        job = claimed(second, run, ids[0], "w")  # a queued row is claimed like any unfinished one
+        assert (job.status, job.attempts, job.true_label) == ("running", 1, 0)
+        second.commit()
+        assert jobs.sent_unfinished(second) == [(run, ids[0]), (run, ids[1])]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from db import jobs, reads, runs
+from db import jobs, reads
+from tests.db.conftest import claimed, image_ids
 from worker.engine import ExplainParams, explain
 
 
@@ -15,16 +16,18 @@ def constant(images):
 
 def test_accuracy_counts_the_labelled_images_and_the_views_agree(sessions, run):
     image = np.random.default_rng(0).random((8, 8, 3)).astype(np.float32)
+    ids = image_ids(sessions, run)
     with sessions() as session:
-        ids = [image_id for image_id, _ in runs.run_labels(session, run)]
         for image_id in ids:
-            job = jobs.claim_explanation(session, run, image_id, "w")
+            job = claimed(session, run, image_id, "w")
             result = explain(image, constant, ExplainParams(num_samples=20, segmentation="slic", n_segments=4),
                              true_label=job.true_label)
             jobs.save_explanation(session, job, result, "w")
         session.commit()
         counts = reads.run_counts(session, run)
         assert (counts.total, counts.ok, counts.labelled, counts.correct, counts.misclassified) == (3, 3, 2, 1, 1)
+        progress = reads.run_progress(session, run)
+        assert (progress.total, progress.finished, progress.failed, progress.remaining) == (3, 3, 0, 0)
         assert counts.accuracy == pytest.approx(0.5)
         assert reads.predicted_classes(session, run) == [("cat", 3)]
         wrong = reads.misclassified(session, run)

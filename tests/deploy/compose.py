@@ -69,6 +69,6 @@ def localise(environment: dict[str, str], hosts: dict[str, str], data_dir: Path)
     for key, value in environment.items():
         value = str(value)
         for host, address in hosts.items():
-            value = value.replace(f"@{host}", f"@{address}")
+            value = address if value == host else value.replace(f"@{host}", f"@{address}")
         local[key] = str(data_dir) if value == "/data" else value
     return local

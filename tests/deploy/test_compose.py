@@ -29,7 +29,7 @@ def test_the_compose_file_follows_the_compose_specification():
 
 def test_only_flower_is_published_and_secrets_come_from_the_environment():
     services = compose.load()["services"]
-    assert set(services) == {"redis", "postgres", "migrate", "trainer", "worker", "flower", "producer"}
+    assert set(services) == {"redis", "postgres", "pgbouncer", "migrate", "trainer", "worker", "flower", "producer"}
     assert [name for name, s in services.items() if "ports" in s] == ["flower"]
     redis_command = services["redis"]["command"]
     assert "--requirepass" in redis_command and redis_command[redis_command.index("--appendonly") + 1] == "yes"
@@ -39,6 +39,10 @@ def test_only_flower_is_published_and_secrets_come_from_the_environment():
     assert all(example[name] == "" for name in compose.secret_variables())  # and commits no secret
     assert ".env" in (REPO / ".gitignore").read_text().split()
     assert "service_healthy" in str(services["migrate"]["depends_on"])
+    pooled = compose.service("worker", {name: "x" for name in compose.secret_variables()})["environment"]
+    assert "@pgbouncer:6432/" in pooled["DATABASE_URL"]  # workers share PgBouncer's few server connections
+    assert "@postgres:5432/" in compose.service("migrate", {name: "x" for name in compose.secret_variables()})[
+        "environment"]["DATABASE_URL"]
     assert "healthcheck" in services["postgres"] and "volumes" in services["postgres"]
     built = [name for name, s in services.items() if "build" in s]
     assert built and all(services[name].get("pull_policy") == "build" for name in built)  # never pulled
@@ -54,7 +58,9 @@ def test_every_service_command_runs_here(tmp_path, rectangles_model):
             "REDIS_PASSWORD": "redis-secret", "POSTGRES_PASSWORD": "unused-with-trust-auth",
             "POSTGRES_USER": "postgres", "POSTGRES_DB": database, "FLOWER_PASSWORD": "flower-secret",
         }
-        hosts = {"postgres:5432": "127.0.0.1:5432", "redis:6379": f"127.0.0.1:{redis_port}"}
+        bouncer_port = spare_port()
+        hosts = {"postgres:5432": "127.0.0.1:5432", "redis:6379": f"127.0.0.1:{redis_port}",
+                 "pgbouncer:6432": f"127.0.0.1:{bouncer_port}"}
         data = tmp_path / "data"
 
         def env_of(name: str) -> dict[str, str]:
@@ -98,6 +104,18 @@ def test_every_service_command_runs_here(tmp_path, rectangles_model):
             wait_until(healthy, "redis healthcheck")
             postgres_check = compose.service("postgres", variables)["healthcheck"]["test"][1:]
             assert subprocess.run([*postgres_check, "-h", "127.0.0.1"]).returncode == 0
+
+            # pgbouncer: compose's script, as the image's user (it refuses root), in front of the local PostgreSQL
+            command, env = command_of("pgbouncer")
+            as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+            processes.append(subprocess.Popen(
+                [*as_user, "env", f"PATH={env['PATH']}:/usr/sbin", *(f"{k}={v}" for k, v in env.items() if k != "PATH"),
+                 f"PGBOUNCER_PORT={bouncer_port}", *command],
+                cwd=REPO, stdout=open(tmp_path / "pgbouncer.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True,
+            ))
+            check = compose.service("pgbouncer", variables)["healthcheck"]["test"][1:]
+            wait_until(lambda: subprocess.run([*check[:-1], check[-1].replace("6432", str(bouncer_port))],
+                                              env=env).returncode == 0, "pgbouncer healthcheck")
 
             run("migrate")
             (data / "models").mkdir(parents=True)  # trainer: a model already in the volume is kept

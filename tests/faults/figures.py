@@ -34,14 +34,16 @@ def enqueue_run(stack: Stack, name: str) -> int:
 
 
 def signal_a_running_task(
-    stack: Stack, run_id: int, sig: int, image_ids: list[int] | None = None, spare: set[int] = frozenset(),
-    max_attempts: int | None = None,
+    stack: Stack, run_id: int, sig: int | dict[int, int], image_ids: list[int] | None = None,
+    spare: set[int] | dict[int, set[int]] = frozenset(), max_attempts: int | None = None,
 ) -> tuple[int, int] | None:
     """Send `sig` to a live worker process (not one of `spare`) explaining an image of the run (one of
     `image_ids` if given, on attempt `max_attempts` at most), caught in the middle: the test holds the
     row's lock meanwhile, so the task cannot save first. Returns (image id, pid), or None if no such
-    image is being explained now."""
-    live = {pid for worker in stack.workers if worker.alive() for pid in worker.child_pids()} - spare
+    image is being explained now. `sig` and `spare` may be given per image ({image id: ...}): one look for all."""
+    if isinstance(sig, dict):
+        image_ids = list(sig) if image_ids is None else image_ids
+    live = {pid for worker in stack.workers if worker.alive() for pid in worker.child_pids()}
     query = select(Explanation.image_id, Explanation.worker_host).where(
         Explanation.run_id == run_id, Explanation.status == "running"
     )
@@ -52,8 +54,9 @@ def signal_a_running_task(
     with stack.engine.connect() as connection, connection.begin():
         for image_id, host in connection.execute(query.with_for_update(skip_locked=True)):
             pid = int(host.rsplit(":", 1)[1])
-            if pid in live:  # a row left running by a process that died already is not mid-task
-                os.kill(pid, sig)
+            spared = spare.get(image_id, set()) if isinstance(spare, dict) else spare
+            if pid in live - spared:  # a row left running by a process that died already is not mid-task
+                os.kill(pid, sig[image_id] if isinstance(sig, dict) else sig)
                 return image_id, pid
     return None
 

@@ -1,8 +1,7 @@
 """Redis restarted in the middle of a run: without persistence the queue is gone and `producer resume`
-completes the run; with compose's persistence the run completes by itself.
-
-The sweeper (which would also send lost images again) is switched off here, so each test shows the one
-mechanism it is about."""
+completes the run; with compose's persistence the run completes by itself. In those two the sweeper (which would
+also send lost images again) is switched off, so each shows the one mechanism it is about. Messages taken and
+lost, and Redis wiped whole (FLUSHALL): the window and the sweeper complete the run by themselves."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from db.models import Explanation
+from db.models import Explanation, Run
 from tests.faults.figures import IMAGES, assert_nothing_lost_or_doubled, enqueue_run, report, sent_again_by_sweeper
 from tests.services import RedisServer
 from tests.stack import Stack
@@ -89,3 +88,26 @@ def test_messages_taken_from_the_queue_and_lost_are_sent_again_by_the_sweeper(re
     print(f"the sweeper sent again: {resent}")
     assert_nothing_lost_or_doubled(figures)
     assert figures["ok"] == IMAGES and resent == 5
+
+
+def test_redis_wiped_in_the_middle_of_a_run_loses_nothing_and_needs_no_resume(redis_server, stack_on):
+    """FLUSHALL with 30 images done: the queued tasks, the workers' records and the queue's binding are gone. The
+    window refills the queue from the database, and the sweeper sends again what the wipe took; the run finishes
+    with nothing lost and nothing duplicated, without `producer resume`."""
+    faults = stack_on(redis_server.url)
+    faults.env.update({"MAX_QUEUED": "20"})  # the window: 20 of the 100 tasks in Redis at a time
+    faults.start_worker()
+    run_id = enqueue_run(faults, "redis-wiped")
+    faults.wait_finished(run_id, 30)
+    client = redis.Redis.from_url(redis_server.url)
+    queued = client.llen("celery")
+    client.flushall()
+    client.close()
+    faults.wait_finished(run_id, IMAGES, timeout=300)
+    figures = report(faults, "Redis wiped (FLUSHALL), no resume", run_id, 1)
+    resent = sent_again_by_sweeper(faults)
+    print(f"tasks in the queue when wiped: {queued}; the sweeper sent again: {resent}")
+    assert_nothing_lost_or_doubled(figures)
+    assert figures["ok"] == IMAGES and 0 < queued <= 20
+    with faults.session() as session:
+        assert session.get(Run, run_id).status == "done"

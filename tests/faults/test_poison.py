@@ -38,16 +38,16 @@ class Saboteur(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        while not self.stop.is_set():
-            for image_id, role in self.roles.items():
-                # Past MAX_ATTEMPTS the task gives up without touching the image, so the image cannot hurt it.
-                hit = signal_a_running_task(
-                    self.faults, self.run_id, SIGNAL_OF[role], [image_id], spare=set(self.hits[role]), max_attempts=MAX_ATTEMPTS
-                )
-                if hit is not None:
-                    self.hits[role].append(hit[1])
-                    if role == "slow":
-                        threading.Timer(SOFT_LIMIT_S + 1, _continue, (hit[1],)).start()
+        signals = {image_id: SIGNAL_OF[role] for image_id, role in self.roles.items()}
+        while not self.stop.is_set():  # one look for the three images at a time: a task lasts tens of milliseconds
+            spare = {image_id: set(self.hits[role]) for image_id, role in self.roles.items()}
+            # Past MAX_ATTEMPTS the task gives up without touching the image, so the image cannot hurt it.
+            hit = signal_a_running_task(self.faults, self.run_id, signals, spare=spare, max_attempts=MAX_ATTEMPTS)
+            if hit is not None:
+                role = self.roles[hit[0]]
+                self.hits[role].append(hit[1])
+                if role == "slow":
+                    threading.Timer(SOFT_LIMIT_S + 1, _continue, (hit[1],)).start()
             time.sleep(0.005)
 
 

@@ -121,7 +121,7 @@ def test_folder_and_npz_sources_create_runs_without_tensorflow(env, tmp_path, re
     )
     for args in (["--folder", str(folder)], ["--npz", str(npz)]):
         result = run_python("-c", script, "enqueue", *args, "--model", str(rectangles_model), env=env)
-        assert "images queued" in result.stdout
+        assert "images stored" in result.stdout
     engine = create_engine(env["DATABASE_URL"])
     with engine.connect() as connection:
         runs = connection.execute(text("SELECT id, image_count FROM runs ORDER BY id")).all()
@@ -194,7 +194,7 @@ def test_grey_rgba_16_bit_and_other_sizes_are_converted(env, tmp_path, rectangle
     Image.fromarray(rng.integers(0, 65535, (64, 64), dtype=np.uint16)).save(folder / "no_rectangle" / "deep.png")
     save_png(folder / "no_rectangle" / "big.png", rng.integers(0, 255, (100, 80, 3), dtype=np.uint8))
     result = invoke("producer", "enqueue", "--folder", str(folder), "--model", str(rectangles_model), "--resize", env=env)
-    assert "resized 1 images to 64x64" in result.stdout and "4 images queued" in result.stdout
+    assert "resized 1 images to 64x64" in result.stdout and "4 images stored" in result.stdout
     engine = create_engine(env["DATABASE_URL"])
     with engine.connect() as connection:
         stored = {Path(s).name: (w, h, c, png) for s, w, h, c, png in connection.execute(
@@ -215,7 +215,7 @@ def test_links_out_of_the_folder_are_ignored(env, tmp_path, rectangles_model):
     (folder / "rectangle" / "escape.png").symlink_to(outside / "secret.png")
     (folder / "no_rectangle").symlink_to(outside, target_is_directory=True)
     result = invoke("producer", "enqueue", "--folder", str(folder), "--model", str(rectangles_model), env=env)
-    assert "1 images queued" in result.stdout
+    assert "1 images stored" in result.stdout
     assert result.stdout.count("a link outside") == 2
     engine = create_engine(env["DATABASE_URL"])
     with engine.connect() as connection:
@@ -280,7 +280,7 @@ def test_grey_rgba_and_16_bit_npz_images_are_converted(env, tmp_path, rectangles
     for name, x in arrays.items():
         np.savez(tmp_path / name, X=x)
         result = invoke("producer", "enqueue", "--npz", str(tmp_path / name), "--model", str(rectangles_model), env=env)
-        assert "2 images queued" in result.stdout
+        assert "2 images stored" in result.stdout
     engine = create_engine(env["DATABASE_URL"])
     with engine.connect() as connection:
         stored = connection.execute(text("SELECT width, height, channels FROM images ORDER BY id")).all()
@@ -312,7 +312,7 @@ def test_every_broken_file_of_a_folder_is_listed_at_once_or_skipped_and_recorded
     assert stored_rows(env) == {"runs": 0, "images": 0, "run_images": 0}
 
     skipped = invoke("producer", "enqueue", "--folder", str(folder), *model, "--skip-bad", "--name", "skipping", env=env)
-    assert "skipping 5 images that cannot be explained" in skipped.stdout and "40 images queued" in skipped.stdout
+    assert "skipping 5 images that cannot be explained" in skipped.stdout and "40 images stored" in skipped.stdout
     assert stored_rows(env) == {"runs": 1, "images": 40, "run_images": 40}
     engine = create_engine(env["DATABASE_URL"])
     with engine.connect() as connection:

@@ -34,18 +34,35 @@ def results(tmp_path, sql: str) -> list:
     return rows
 
 
-def test_local_runs_the_whole_job_on_a_bare_machine(tmp_path):
-    """Nothing running, no model: it trains one, starts workers, explains, stops them, reports."""
+BOX_DRAWING = re.compile("[\u2500-\u259f]")  # rich's borders and bars
+
+
+def test_local_runs_the_whole_job_on_a_bare_machine_and_its_piped_output_is_plain_and_whole(tmp_path):
+    """Nothing running, no model: it trains one, starts workers, explains, stops them, reports; its stdout is a pipe,
+    as in `python -m producer local --limit 20 | cat`: plain lines, no borders, every header and value whole."""
+    from db.reads import MISCLASSIFIED_COLUMNS
+
     result = subprocess.run(
-        [sys.executable, "-m", "producer", "local", "--limit", "6", "--num-samples", "200", "--workers", "2"],
-        cwd=REPO, env=local_env(tmp_path), capture_output=True, text=True, timeout=600,
+        [sys.executable, "-m", "producer", "local", "--limit", "20", "--num-samples", "200", "--workers", "2"],
+        cwd=REPO, env={**local_env(tmp_path), "COLUMNS": "80"}, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr
-    assert "training it" in result.stdout and "misclassified in run 1" in result.stdout
-    assert f"results: sqlite:///{tmp_path / 'data' / 'results.db'}" in result.stdout.replace("\n", "")
+    out = result.stdout
+    assert "training it" in out and "misclassified in run 1" in out
+    assert f"results: sqlite:///{tmp_path / 'data' / 'results.db'}  (python -m db misclassified --run 1)" in out
     assert (tmp_path / "data" / "broker.db").exists()  # the embedded broker
-    assert results(tmp_path, "SELECT status, COUNT(*) FROM explanations GROUP BY status") == [("ok", 6)]
+    assert results(tmp_path, "SELECT status, COUNT(*) FROM explanations GROUP BY status") == [("ok", 20)]
     assert not local_workers_running()
+    assert not BOX_DRAWING.search(out), out
+    lines = out.splitlines()
+    if "misclassified in run 1: none" not in lines:
+        header = lines[lines.index("misclassified in run 1") + 1]
+        assert header.split() == list(MISCLASSIFIED_COLUMNS)  # every column's name whole, on one line
+    runs = run_cli("db", "runs", env=local_env(tmp_path)).stdout.splitlines()  # as in `python -m db runs | cat`
+    name = results(tmp_path, "SELECT name FROM runs")[0][0]
+    assert runs[1].split()[:2] == ["id", "name"] and runs[2].split()[:2] == ["1", name], runs
+    assert re.search(r"^  explained with +slic 50, grey, 200 samples, hadamard masks, adjusted fit$", out, re.M)
+    assert "run 1: 20 of 20 done, 0 failed, 0 remaining" in out  # the progress, as plain lines
 
 
 def test_ctrl_c_stops_the_workers_and_leaves_the_run_resumable(tmp_path, rectangles_model):
@@ -100,7 +117,7 @@ def test_a_real_size_model_on_photos_of_mixed_sizes(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "resized 6 images to 224x224" in result.stdout
-    assert re.search(r"6/6 .* \d+\.\d (s/img|img/s) .* ETA 0:00:00", result.stdout)
+    assert re.search(r"run 1: 6 of 6 done, 0 failed, 0 remaining, \d+\.\d (s/img|img/s), ETA 0:00:00", result.stdout)
     assert "pixels 0..255, preprocess mobilenet_v2, outputs probabilities" in result.stdout
     assert results(tmp_path, "SELECT status, COUNT(*) FROM explanations GROUP BY status") == [("ok", 6)]
     assert results(tmp_path, "SELECT DISTINCT n_segments > 1 FROM explanations") == [(1,)]

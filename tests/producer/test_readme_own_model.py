@@ -16,8 +16,10 @@ from tests.tutorial import keras_evaluate
 
 
 def readme_steps() -> str:
+    """README's own-model block (docs/own-model.md shows the same one: tests/test_docs.py holds them equal)."""
     readme = (REPO / "README.md").read_text()
-    return re.search(r"<!-- own-model:.*?-->\n```bash\n(.*?)```", readme, flags=re.S).group(1)
+    return re.search(r"<!-- run by tests/producer/test_readme_own_model.py.*?-->\n```bash\n(.*?)```", readme,
+                     flags=re.S).group(1)
 
 
 def test_the_readme_steps_run_as_they_stand(tutorial, tmp_path):
@@ -33,11 +35,12 @@ def test_the_readme_steps_run_as_they_stand(tutorial, tmp_path):
     assert done.returncode == 0, done.stderr
     out = done.stdout
     keras_accuracy, images = keras_evaluate(model, folder)
-    correct = [int(n) for n in re.findall(rf"accuracy +│ [0-9.]+% \((\d+) of {images} labelled images\)", out)]
+    correct = [int(n) for n in re.findall(rf"^  accuracy +[0-9.]+% \((\d+) of {images} labelled images\)$", out, re.M)]
     assert len(correct) == 2 and all(abs(n - round(keras_accuracy * images)) <= 1 for n in correct)  # local, status
     assert "looks right" in out and "WARNING" not in out
     assert (tmp_path / "mine.html").stat().st_size > 10_000 and (tmp_path / "data" / "results.db").exists()
-    confusion = {tuple(cells[:2]): int(cells[2]) for cells in re.findall(r"│ (\w+) +│ (\w+) +│ (\d+) +│", out)}
+    table = out[out.index("\ntrue_label "):]  # `db sql`'s rows, plain text: the output is a pipe here
+    confusion = {(true, predicted): int(n) for true, predicted, n in re.findall(r"^(\w+) +(\w+) +(\d+)$", table, re.M)}
     assert sum(confusion.values()) == images
     assert sum(n for (true, predicted), n in confusion.items() if true == predicted) in correct
     written = json.loads((tmp_path / "mine.json").read_text())
