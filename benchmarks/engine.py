@@ -154,6 +154,7 @@ def main() -> None:
     parser.add_argument("--naive-images", type=int, default=3, help="of those, how many the article's way")
     parser.add_argument("--model", type=Path, default=None, help="rectangles model (default: the demo one, trained if missing)")
     parser.add_argument("--skip-224", action="store_true", help="skip the 224x224 MobileNetV2 figures")
+    parser.add_argument("--save", action="store_true", help="Keep the figures in docs/figures/engine.json (the docs).")
     args = parser.parse_args()
 
     configure_tensorflow(1)
@@ -184,7 +185,12 @@ def main() -> None:
             result.update({f"mobilenet224_{key}": value for key, value in figures.items()})
             for name in ("default", "fixed", "auto"):
                 result[f"mobilenet_{name}_s"] = figures[f"{name}_s"]
-    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
+    result = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
+    print(json.dumps(result))
+    if args.save:
+        from benchmarks import figures
+
+        print(f"saved {figures.save('engine', result)}")
 
 
 if __name__ == "__main__":

@@ -146,6 +146,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=20, help="Images per data set.")
     parser.add_argument("--quick", action="store_true", help="5 images per data set, shap up to 1000 evaluations.")
     parser.add_argument("--processes", type=int, default=0, help="Worker processes (0: one per core).")
+    parser.add_argument("--save", action="store_true", help="Keep the figures in docs/figures/peers.json (the docs).")
     args = parser.parse_args()
 
     from core.settings import cpu_count
@@ -196,7 +197,15 @@ def main() -> None:
                   + (f"{matching[0]} evaluations to match it" if matching else f"more than {SHAP_EVALS[-1]} evaluations"
                      " to match it (not reached)"))
     print(f"wall time {time.perf_counter() - started:.0f} s")
-    print(json.dumps({key: round(value, 4) if isinstance(value, float) else value for key, value in result.items()}))
+    result = {key: round(value, 4) if isinstance(value, float) else value for key, value in result.items()}
+    print(json.dumps(result))
+    if args.save:
+        from benchmarks import figures
+
+        result["images"] = count
+        result["rows"] = [{"dataset": dataset, "method": name} | {k: round(v, 4) for k, v in row.items()}
+                          for (dataset, name), row in table.items()]
+        print(f"saved {figures.save('peers', result)}")
 
 
 if __name__ == "__main__":

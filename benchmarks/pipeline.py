@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--num-samples", type=int, default=1000)
     parser.add_argument("--naive-images", type=int, default=3)
+    parser.add_argument("--save", action="store_true", help="Keep the figures in docs/figures/pipeline.json (the docs).")
     args = parser.parse_args()
 
     from celery import Celery
@@ -112,7 +113,12 @@ def main() -> None:
         f"naive/pipeline {result['naive_over_pipeline']:.0f} (target >= 25)",
         flush=True,
     )
-    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
+    result = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
+    print(json.dumps(result))
+    if args.save:
+        from benchmarks import figures
+
+        print(f"saved {figures.save('pipeline', result)}")
 
 
 def cpu_seconds_by_role(worker_pid: int) -> dict[str, float]:

@@ -114,10 +114,15 @@ HEADER = (
 )
 
 
-def print_row(dataset: str, name: str, figures: dict) -> None:
+TABLES: dict[str, list[dict]] = {}  # every row printed, by section, for --save
+
+
+def print_row(dataset: str, name: str, figures: dict, section: str) -> None:
     digits = {"segments": 1, "pointing": 2, "target_share": 2, "stability": 2, "convergence": 2, "model_calls": 0}
     cells = [f"{figures[key]:.{digits.get(key, 3)}f}" if key in figures else "-" for key in COLUMNS]
     print(f"| {dataset} | {name} | " + " | ".join(cells) + " |", flush=True)
+    TABLES.setdefault(section, []).append({"dataset": dataset, "setting": name} | {
+        key: round(value, 4) for key, value in figures.items() if isinstance(value, (int, float))})
 
 
 def margin(figures: dict, dataset: str, keys=("pointing", "stability")) -> float:
@@ -141,6 +146,7 @@ def main() -> None:
     parser.add_argument("--grid-images", type=int, default=16, help="Images per data set for sections 1 and 2.")
     parser.add_argument("--full-images", type=int, default=40, help="Images per data set for section 3.")
     parser.add_argument("--processes", type=int, default=0, help="Worker processes (0: one per core).")
+    parser.add_argument("--save", action="store_true", help="Keep the figures in docs/figures/quality.json (the docs).")
     args = parser.parse_args()
 
     from core.settings import cpu_count
@@ -172,7 +178,8 @@ def main() -> None:
         for design, estimator, samples in levers:
             for name, answer in answers.items():
                 params = {**default, "design": design, "estimator": estimator, "num_samples": samples}
-                print_row(name, f"{design}, {estimator}, {samples}", evaluate(pool, answer, params, grid_images, True))
+                print_row(name, f"{design}, {estimator}, {samples}", evaluate(pool, answer, params, grid_images, True),
+                          "levers")
 
         # (2) the grid of segmentations x fills at the default sampler, on both data sets
         print(f"\n### Segmentation x fill at {default['num_samples']} samples, {default['design']}, "
@@ -184,7 +191,7 @@ def main() -> None:
                 params = {**default, "segmentation": "slic", "n_segments": 50, **segmentation, "hide": hide}
                 figures = {name: evaluate(pool, answer, params, grid_images) for name, answer in answers.items()}
                 for name in answers:
-                    print_row(name, f"{seg_name}, {hide}", figures[name])
+                    print_row(name, f"{seg_name}, {hide}", figures[name], "grid")
                 grid.append((f"{seg_name}, {hide}", params, figures))
         chosen = choose(grid)
         print(f"\nthe grid's choice (meets pointing and stability on both data sets, fewest model calls, then the widest "
@@ -201,7 +208,7 @@ def main() -> None:
         for row, params in rows.items():
             for name, answer in answers.items():
                 full[row, name] = evaluate(pool, answer, params, full_images, with_reference=row != "article")
-                print_row(name, f"{row}: {describe_settings(ExplainParams(**params).to_dict())}", full[row, name])
+                print_row(name, f"{row}: {describe_settings(ExplainParams(**params).to_dict())}", full[row, name], "full")
         digits = digits_rows(pool, 12 if args.quick else 40, default)
 
     for name in answers:
@@ -212,7 +219,14 @@ def main() -> None:
               + ", ".join(f"{key} {ours[key]:.2f} (target {target})" for key, target in TARGETS[name].items())
               + f"; lime's 20,000-sample reference points at the answer {ours['reference_pointing']:.2f} of the time")
     print(f"\nwall time {time.perf_counter() - started:.0f} s")
-    print(json.dumps(summary_json(full, digits, default)))
+    result = summary_json(full, digits, default)
+    print(json.dumps(result))
+    if args.save:
+        from benchmarks import figures
+
+        result |= {"grid_choice": chosen[0] if chosen else None, "grid_images": grid_images, "full_images": full_images,
+                   "wall_s": round(time.perf_counter() - started), "tables": TABLES, "targets": TARGETS}
+        print(f"saved {figures.save('quality', result)}")
 
 
 def summary_json(full: dict, digits: dict, default: dict) -> dict:
@@ -252,7 +266,7 @@ def digits_rows(pool, count: int, default: dict) -> dict:
     figures = {}
     for name, params in (("default", default), ("fixed 1000", {**default, **FIXED_1000})):
         row = evaluate(pool, answer, params, count)
-        print_row("digits", name, row)
+        print_row("digits", name, row, "digits")
         figures |= {f"{name.replace(' ', '_')}_{k}": row[k] for k in ("deletion_auc", "insertion_auc", "stability",
                                                                         "model_calls", "seconds")}
     return figures

@@ -1,0 +1,255 @@
+"""The benchmarks' last figures, kept as JSON in docs/figures/, and the docs' tables rendered from them.
+
+A benchmark run with `--save` writes docs/figures/<benchmark>.json: its result (the JSON line it prints) with the
+date, the commit and the machine's cores. `python -m benchmarks.figures` rewrites every block of the docs that reads
+
+    <!-- figures scale.table -->
+    ...
+    <!-- /figures -->
+
+with what the renderer of that name (`RENDERERS` below) makes of the saved JSON, so that no measured figure in the
+docs is typed by hand; `--check` fails, naming the files, when a block differs from what the JSON says (the docs
+tests run it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FIGURES = REPO / "docs" / "figures"
+BLOCK = re.compile(r"(<!-- figures (?P<name>[\w.]+) -->\n)(?P<body>.*?)(<!-- /figures -->)", re.DOTALL)
+
+
+def save(benchmark: str, result: dict) -> Path:
+    """Keep a benchmark's result with where and when it was measured."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
+                           text=True).stdout.strip()
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    path = FIGURES / f"{benchmark}.json"
+    path.write_text(json.dumps({
+        "benchmark": benchmark,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "commit": commit + ("+changes" if dirty else ""),
+        "cores": len(os.sched_getaffinity(0)),
+        "result": result,
+    }, indent=1) + "\n")
+    return path
+
+
+def load(benchmark: str) -> dict:
+    return json.loads((FIGURES / f"{benchmark}.json").read_text())
+
+
+def provenance(saved: dict) -> str:
+    return (f"*`python -m benchmarks.{saved['benchmark']}`, {saved['date']}, commit {saved['commit']}, "
+            f"{saved['cores']} cores.*")
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def scale_table(saved: dict) -> str:
+    r = saved["result"]
+    sizes = [("2k", "2,000"), ("20k", "20,000")] + ([("100k", "100,000")] if "overhead_ms_100k" in r else [])
+    rows = [[label, f"{r[f'enqueue_per_s_{key}']:.0f}", f"{r[f'producer_peak_mb_{key}']:.0f}",
+             f"{r[f'redis_peak_mb_{key}']:.2f}", f"{r[f'db_kb_per_image_{key}']:.1f}", f"{r[f'overhead_ms_{key}']:.1f}",
+             f"{r[f'overhead_process_ms_{key}']:.1f}"] for key, label in sizes]
+    return table(["images", "enqueue, images/s", "producer peak, MB", "Redis peak, MB", "database, KB/image",
+                  "overhead, ms/image (wall)", "overhead, ms/image (process)"], rows) + (
+        f"\n\nBy reference (`--images reference`, 2,000 images, explained): {r['db_kb_per_image_reference']:.1f} KB per "
+        f"image in the database.\n\n{provenance(saved)}")
+
+
+def scale_million(saved: dict) -> str:
+    """What a million 64x64 images cost in each store, scaled from the largest size measured."""
+    r = saved["result"]
+    large = "100k" if "overhead_ms_100k" in r else "20k"
+    million = 1_000_000
+    rows = [
+        ["producer", f"{r[f'producer_peak_mb_{large}']:.0f} MB peak, plus about 0.1 KB per listed file "
+                     f"(~100 MB at a million)", f"{million / r['enqueue_per_s'] / 60:.0f} min to check and store"],
+        ["Redis", f"{r[f'redis_peak_mb_{large}']:.1f} MB peak: the window (MAX_QUEUED tasks), whatever the job", "-"],
+        ["database, images by copy", f"{r['db_kb_per_image'] * million / 2**20:.1f} GB", "-"],
+        ["database, images by reference", f"{r['db_kb_per_image_reference'] * million / 2**20:.1f} GB", "-"],
+        ["the pipeline's own time", f"{r[f'overhead_ms_{large}'] * million / 1000 / 3600:.1f} h of wall clock on one "
+                                    "2-process worker, besides the explanations", "-"],
+    ]
+    return table(["store", "a million images", "time"], rows) + f"\n\n{provenance(saved)}"
+
+
+def _f(value, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def quality_levers(saved: dict) -> str:
+    """Designs x estimators x sample counts: convergence / stability per data set."""
+    rows, samples, cells = saved["result"]["tables"]["levers"], [], {}
+    for row in rows:
+        design, estimator, count = row["setting"].split(", ")
+        samples += [count] if count not in samples else []
+        cells[(design, estimator), row["dataset"], count] = f"{_f(row['convergence'])} / {_f(row['stability'])}"
+    datasets = list(dict.fromkeys(row["dataset"] for row in rows))
+    methods = list(dict.fromkeys(key for key, _, _ in cells))
+    header = ["design, estimator"] + [f"{dataset}, {count}" for dataset in datasets for count in samples]
+    body = [[f"{design}, {estimator}"] + [cells.get(((design, estimator), dataset, count), "-")
+                                          for dataset in datasets for count in samples] for design, estimator in methods]
+    images = saved["result"]["grid_images"]
+    return (f"Convergence / stability, {images} images per data set, at the default segmentation and fill (sample "
+            f"counts before rounding up to whole blocks, and the image itself):\n\n" + table(header, body)
+            + f"\n\n{provenance(saved)}")
+
+
+def quality_grid(saved: dict) -> str:
+    result, rows = saved["result"], saved["result"]["tables"]["grid"]
+    by_setting: dict[str, dict] = {}
+    for row in rows:
+        by_setting.setdefault(row["setting"], {})[row["dataset"]] = row
+    datasets = list(dict.fromkeys(row["dataset"] for row in rows))
+    header = ["segmentation, fill", "superpixels"] + [f"{d}: {k}" for d in datasets for k in ("pointing", "stability")]
+    body = [[setting, _f(next(iter(found.values()))["segments"], 1)]
+            + [_f(found[d].get(k)) for d in datasets for k in ("pointing", "stability")]
+            for setting, found in by_setting.items()]
+    return (table(header, body) + f"\n\nThe grid's choice (meets pointing and stability on both data sets, then the fewest "
+            f"model calls, then the widest margin): **{result['grid_choice']}**; the engine's default: {result['default']}."
+            f"\n\n{provenance(saved)}")
+
+
+def quality_full(saved: dict) -> str:
+    result = saved["result"]
+    body = [[row["dataset"], row["setting"], _f(row.get("pointing")), _f(row.get("target_share")),
+             _f(row.get("deletion_auc"), 3), _f(row.get("stability")), _f(row.get("convergence")),
+             _f(row.get("model_calls"), 0), _f(row.get("seconds"), 3)]
+            for row in result["tables"]["full"]]
+    return (f"{result['full_images']} images per data set:\n\n" + table(
+        ["data set", "setting", "pointing", "target share", "deletion AUC", "stability", "convergence", "model calls",
+         "s/explanation"], body) + f"\n\n{provenance(saved)}")
+
+
+def quality_targets(saved: dict) -> str:
+    r = saved["result"]
+    rows = []
+    for prefix, dataset in (("", "rectangles"), ("second_", "shapes")):
+        for key, target in r["targets"][dataset].items():
+            value = r[f"{prefix}{key}"]
+            rows.append([dataset, key, f">= {target}", _f(value), "met" if value >= target else "missed"])
+        reference = r.get(f"{prefix}reference_pointing")
+        rows.append([dataset, "pointing of lime's 20,000-sample reference", "-", _f(reference), "-"])
+    for prefix, dataset in (("", "rectangles"), ("second_", "shapes")):
+        calls, seconds = r[f"{prefix}model_calls"], r[f"{prefix}seconds"]
+        fixed_calls, fixed_seconds = r[f"fixed_{prefix}model_calls"], r[f"fixed_{prefix}seconds"]
+        rows.append([dataset, "model calls per explanation", "<= 600", _f(calls, 0), "met" if calls <= 600 else "missed"])
+        rows.append([dataset, "seconds per explanation, against lime's 1000", f"<= {fixed_seconds:.3f}",
+                     f"{seconds:.3f} ({seconds / fixed_seconds:.2f}x; calls {calls / fixed_calls:.2f}x)",
+                     "met" if seconds <= fixed_seconds else "missed"])
+    rows.append(["both", "the benchmark's own wall time", "<= 15 min", f"{r['wall_s'] / 60:.1f} min",
+                 "met" if r["wall_s"] <= 900 else "missed"])
+    return table(["data set", "figure", "target", "default", ""], rows) + f"\n\n{provenance(saved)}"
+
+
+def peers_table(saved: dict) -> str:
+    r = saved["result"]
+    by_method: dict[str, dict] = {}
+    for row in r["rows"]:
+        by_method.setdefault(row["method"], {})[row["dataset"]] = row
+    body = [[method] + [cell for dataset in ("rectangles", "shapes") for cell in (
+        _f(found[dataset]["pointing"]), _f(found[dataset]["target_share"]), _f(found[dataset]["deletion_auc"], 3))]
+            + [_f(found["rectangles"]["model_calls"], 0), _f(found["rectangles"]["seconds"], 3)]
+            for method, found in by_method.items()]
+    matched = []
+    for prefix, dataset in (("", "rectangles"), ("second_", "shapes")):
+        evals = r.get(f"{prefix}shap_evals_to_match")
+        matched.append(f"{dataset}: " + (f"{evals} evaluations" if evals else "not within the evaluations measured"))
+    return (f"{r['images']} images per data set:\n\n" + table(
+        ["method", "rectangles: pointing", "target share", "deletion AUC", "shapes: pointing", "target share",
+         "deletion AUC", "model calls", "s/explanation (rectangles)"], body)
+            + f"\n\nshap's partition explainer (blur) matches the default's pointing at: {'; '.join(matched)}."
+            + f"\n\n{provenance(saved)}")
+
+
+def engine_table(saved: dict) -> str:
+    r = saved["result"]
+    rows = [["rectangles CNN, 64x64", _f(r["naive_s"], 3), _f(r["engine_s"], 3), _f(r["limit_s"], 3),
+             f"{r['naive_over_engine']:.0f}x", _f(r["engine_over_limit"])]]
+    if "mobilenet224_naive_s" in r:
+        rows.append(["MobileNetV2(weights=None), 224x224", _f(r["mobilenet224_naive_s"], 2),
+                     _f(r["mobilenet224_engine_s"], 2), _f(r["mobilenet224_limit_s"], 2),
+                     f"{r['mobilenet224_naive_over_engine']:.1f}x", _f(r["mobilenet224_engine_over_limit"])])
+    first = table(["model, input", "naive s (the article's way)", "engine s", "limit s (model-bound)", "naive/engine",
+                   "engine/limit"], rows)
+    second_rows = [["rectangles CNN, 64x64", f"{r['default_s']:.3f} s, {r['default_model_calls']:.0f}",
+                    f"{r['fixed_s']:.3f} s, {r['fixed_model_calls']:.0f}",
+                    f"{r['auto_s']:.3f} s, {r['auto_model_calls']:.0f} ({r['auto_stops']})", _f(r["default_over_fixed_s"])]]
+    if "mobilenet224_default_s" in r:
+        second_rows.append(["MobileNetV2(weights=None), 224x224",
+                            f"{r['mobilenet224_default_s']:.2f} s, {r['mobilenet224_default_model_calls']:.0f}",
+                            f"{r['mobilenet224_fixed_s']:.2f} s, {r['mobilenet224_fixed_model_calls']:.0f}",
+                            f"{r['mobilenet224_auto_s']:.2f} s, {r['mobilenet224_auto_model_calls']:.0f} "
+                            f"({r['mobilenet224_auto_stops']})", _f(r["mobilenet224_default_over_fixed_s"])])
+    second = table(["model, input", "default: s, model calls", "lime's 1000: s, model calls", "auto: s, model calls",
+                    "default / lime's 1000, seconds"], second_rows)
+    return (f"lime's settings, {r['num_samples']} samples:\n\n{first}\n\nAt the default's segmentation and fill:\n\n"
+            f"{second}\n\n{provenance(saved)}")
+
+
+def pipeline_table(saved: dict) -> str:
+    r = saved["result"]
+    rows = [[str(r["images"]), _f(r["pipeline_s"], 1), _f(r["engine_sequential_s"], 1), _f(r["naive_s"], 2),
+             _f(r["engine_sequential_over_pipeline"]), f"{r['naive_over_pipeline']:.0f}"]]
+    cpu = ", ".join(f"{role} {seconds} s" for role, seconds in r["cpu_s_by_role"].items())
+    return (table(["images", "pipeline s", "engine alone, sequential s", "naive s per image",
+                   "engine sequential / pipeline", "naive / pipeline, per image"], rows)
+            + f"\n\nCPU seconds meanwhile, by role: {cpu}.\n\n{provenance(saved)}")
+
+
+RENDERERS = {
+    "scale.table": (scale_table, "scale"), "scale.million": (scale_million, "scale"),
+    "quality.levers": (quality_levers, "quality"), "quality.grid": (quality_grid, "quality"),
+    "quality.full": (quality_full, "quality"), "quality.targets": (quality_targets, "quality"),
+    "peers.table": (peers_table, "peers"), "engine.table": (engine_table, "engine"),
+    "pipeline.table": (pipeline_table, "pipeline"),
+}
+
+
+def render_file(path: Path) -> str:
+    def replace(match: re.Match) -> str:
+        renderer, benchmark = RENDERERS[match.group("name")]
+        return f"{match.group(1)}{renderer(load(benchmark))}\n{match.group(4)}"
+
+    return BLOCK.sub(replace, path.read_text())
+
+
+def documents() -> list[Path]:
+    return [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="Change nothing; fail if a document is out of date.")
+    args = parser.parse_args()
+    stale = []
+    for path in documents():
+        rendered = render_file(path)
+        if rendered != path.read_text():
+            stale.append(path.relative_to(REPO))
+            if not args.check:
+                path.write_text(rendered)
+    if args.check and stale:
+        print(f"out of date with docs/figures: {', '.join(map(str, stale))} (run python -m benchmarks.figures)",
+              file=sys.stderr)
+        raise SystemExit(1)
+    print("rendered" if not args.check else "up to date", ", ".join(map(str, stale)) or "nothing changed")
+
+
+if __name__ == "__main__":
+    main()
