@@ -54,9 +54,9 @@ def cell(value) -> str:
 
 
 def show_table(console: Console, title: str, columns, rows: list[list]) -> None:
-    """Rows under their column names, every header and cell whole. In a terminal: a table when it fits its width
-    (long cells wrapped, headers kept whole), else one block of `name: value` lines per row; not a terminal: plain
-    text in aligned columns, no box drawing, nothing cut."""
+    """Rows under their column names, every header and cell whole. In a terminal: a table when it fits its width;
+    else aligned columns without borders, the last columns moved out of the line as `name: value` pairs under each
+    row (all of them, when not even two columns fit). Not a terminal: plain aligned text, nothing cut."""
     columns = [str(column) for column in columns]
     cells = [[cell(value) for value in row] for row in rows]
     if not cells:
@@ -64,27 +64,48 @@ def show_table(console: Console, title: str, columns, rows: list[list]) -> None:
         return
     widths = [max([len(column)] + [len(row[i]) for row in cells]) for i, column in enumerate(columns)]
     if not console.is_terminal:
-        console.print(title, markup=False, highlight=False)
-        for line in [columns] + cells:
-            console.print("  ".join(value.ljust(width) for value, width in zip(line, widths)).rstrip(),
-                          markup=False, highlight=False)
+        show_aligned(console, title, columns, cells, widths)
         return
-    borders = 3 * len(columns) + 1
-    if sum(len(column) for column in columns) + borders <= console.width:
+    if sum(widths) + 3 * len(columns) + 1 <= console.width:
         table = Table(title=title)
-        for column in columns:
-            table.add_column(column, min_width=len(column), overflow="fold")
+        for column, width in zip(columns, widths):
+            table.add_column(column, min_width=width, no_wrap=True)
         for row in cells:
             table.add_row(*(Text(value) for value in row))
         console.print(table)
         return
-    console.print(f"[bold]{title}[/]")
-    name_width = max(len(column) for column in columns)
+    kept = len(columns)  # the first columns matter most: the last ones move out first
+    while kept and sum(widths[:kept]) + 2 * (kept - 1) > console.width:
+        kept -= 1
+    show_aligned(console, title, columns, cells, widths, inline=kept if kept >= 2 else 0)
+
+
+def show_aligned(console: Console, title: str, columns: list[str], cells: list[list[str]], widths: list[int],
+                 inline: int | None = None) -> None:
+    """The first `inline` columns (all by default) in line, two spaces apart, without borders; the others as
+    `name: value` pairs under each row, packed into lines of the console's width."""
+    inline = len(columns) if inline is None else inline
+    bold = "bold" if console.is_terminal else None
+    console.print(title, markup=False, highlight=False, style=bold)
+    if inline:
+        console.print("  ".join(column.ljust(width) for column, width in zip(columns[:inline], widths)).rstrip(),
+                      markup=False, highlight=False, style=bold)
+    indent = "    " if inline else ""
     for number, row in enumerate(cells):
-        if number:
+        if number and not inline:
             console.print()
-        for column, value in zip(columns, row):
-            console.print(Text.assemble((f"{column:>{name_width}}", "bold"), f"  {value}"))
+        if inline:
+            console.print("  ".join(value.ljust(width) for value, width in zip(row[:inline], widths)).rstrip(),
+                          markup=False, highlight=False)
+        line = ""
+        for column, value in zip(columns[inline:], row[inline:]):
+            pair = f"{column}: {value}"
+            if line and len(indent) + len(line) + 2 + len(pair) > console.width:
+                console.print(indent + line, markup=False, highlight=False)
+                line = ""
+            line = f"{line}  {pair}" if line else pair
+        if line:
+            console.print(indent + line, markup=False, highlight=False)
 
 
 def show_pairs(console: Console, title: str, pairs: list[tuple[str, str]]) -> None:
