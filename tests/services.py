@@ -11,7 +11,7 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +44,12 @@ def postgres_database(prefix: str = "limebatch_test"):
     finally:
         with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def empty_database(backend: str, folder: Path):
+    """A fresh, empty database of the backend ("sqlite": a file in `folder`; "postgresql": dropped afterwards), as a
+    context that yields its SQLAlchemy URL."""
+    return postgres_database() if backend == "postgresql" else nullcontext(f"sqlite:///{folder / 'db.sqlite'}")
 
 
 def redis_url(database: int) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import numpy as np
 import pytest
 from sqlalchemy.orm import sessionmaker
@@ -12,13 +10,12 @@ from core import images
 from db import jobs, runs
 from db.migrate import upgrade
 from db.session import make_engine
-from tests.services import postgres_database
+from tests.services import empty_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def sessions(request, tmp_path):
-    database = postgres_database() if request.param == "postgresql" else nullcontext(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    with database as url:
+    with empty_database(request.param, tmp_path) as url:
         upgrade(url)
         engine = make_engine(url)
         try:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from datetime import datetime, timezone
 
 import pytest
 import sqlalchemy as sa
 
-from tests.services import postgres_database
+from tests.services import empty_database
 from db.migrate import upgrade
 
 NOW = datetime(2026, 11, 28, tzinfo=timezone.utc)
@@ -25,8 +24,7 @@ EXPLANATIONS = sa.table("explanations", *(sa.column(c) for c in ("id", "run_id",
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_revision_0002_fills_the_value_range_of_earlier_runs_and_keeps_their_results(backend, tmp_path):
-    database = postgres_database() if backend == "postgresql" else nullcontext(f"sqlite:///{tmp_path / 'old.db'}")
-    with database as url:
+    with empty_database(backend, tmp_path) as url:
         upgrade(url, revision="0001")
         engine = sa.create_engine(url)
         with engine.begin() as connection:
@@ -59,8 +57,7 @@ def test_revision_0002_fills_the_value_range_of_earlier_runs_and_keeps_their_res
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_revision_0005_says_earlier_runs_drew_independent_masks_with_limes_fit(backend, tmp_path):
-    database = postgres_database() if backend == "postgresql" else nullcontext(f"sqlite:///{tmp_path / 'old.db'}")
-    with database as url:
+    with empty_database(backend, tmp_path) as url:
         upgrade(url, revision="0004")
         engine = sa.create_engine(url)
         with engine.begin() as connection:
