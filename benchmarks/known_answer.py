@@ -100,7 +100,7 @@ def reference_weights(model_path: str, image: np.ndarray, label: int, params: di
     from worker.engine.fills import hidden_image
     from worker.engine.prediction import MaskPredictions
     from worker.engine.segmentation import segment
-    from worker.engine.surrogate import kernel_weights, weighted_ridge
+    from worker.engine.surrogate import LimeEstimator
 
     model = classifier(model_path)
     settings = ExplainParams(**params)
@@ -118,7 +118,7 @@ def reference_weights(model_path: str, image: np.ndarray, label: int, params: di
     predictions = MaskPredictions(model.predict, image, hidden_image(image, segments, settings.hide), segments,
                                   settings.batch_for(image.shape), timings)
     masks = draw("independent", np.random.RandomState(REFERENCE_SEED), n_features, REFERENCE_SAMPLES)
-    weights = weighted_ridge(masks, predictions(masks)[:, label], kernel_weights(masks)).weights
+    weights = LimeEstimator(n_features, REFERENCE_SEED).estimate(masks, predictions(masks)[:, label]).weights
     cache.mkdir(parents=True, exist_ok=True)
     np.save(path, weights)
     return weights

@@ -39,9 +39,6 @@ SEGMENTATIONS = {
     "slic 50": {"segmentation": "slic", "n_segments": 50},
     "slic 100": {"segmentation": "slic", "n_segments": 100},
 }
-HIDES = ("mean", "grey", "black", "blur")
-DESIGNS = ("independent", "paired", "hadamard")
-ESTIMATORS = ("lime", "adjusted")
 SAMPLES = (256, 512, 1000)
 STABILITY_SEEDS = 2  # two extra seeds: three explanations, three pairs
 # Per data set: the targets every default must meet (issue 18); seconds and model calls are the cost side.
@@ -152,6 +149,7 @@ def main() -> None:
     from core.settings import cpu_count
     from report.summary import describe_settings
     from worker.engine import ARTICLE_PRESET, ExplainParams
+    from worker.engine.params import DESIGNS, ESTIMATORS, HIDES
     from worker.engine.faithfulness import FAITHFULNESS_REFERENCE
 
     started = time.perf_counter()

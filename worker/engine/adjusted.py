@@ -16,49 +16,78 @@ model calls for the same agreement with a 20,000-sample lime reference (`python 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
+
 import numpy as np
 
 from worker.engine.surrogate import Estimate, LabelExplanation, kernel_weights, weighted_r2, weighted_ridge
 
 SIMULATED_MASKS = 20_000
+# Simulations a worker process keeps: one per superpixel count among a run's images (SLIC 50 gives a dozen or so);
+# about 7 MB each at 45 superpixels.
+SIMULATIONS_KEPT = 16
 NEWTON_STEPS = 30
 # Keeps the Newton steps finite when the probabilities sit at 0 or 1; small enough to leave the fit unbiased.
 L2 = 1e-6
 PROBABILITY_FLOOR = 1e-6
 
 
+@dataclass(frozen=True)
+class Simulation:
+    """The simulated masks and lime's fit on them as one matrix product, precomputed (read-only arrays)."""
+
+    masks: np.ndarray  # (SIMULATED_MASKS, n_features) int8, the first the image itself
+    weights: np.ndarray  # lime's kernel weights of the masks, normalised to sum 1
+    mean_mask: np.ndarray  # their weighted mean
+    projection: np.ndarray  # (n_features, SIMULATED_MASKS): lime's fit of any function of the masks, centred
+
+
+@lru_cache(maxsize=SIMULATIONS_KEPT)
+def simulation(n_features: int, seed: int) -> Simulation:
+    """Depends on the seed and the superpixel count only, so every image of a run with that count shares it."""
+    masks = np.random.default_rng([seed, n_features, 1]).integers(0, 2, (SIMULATED_MASKS, n_features), dtype=np.int8)
+    masks[0] = 1  # lime's first sample is the image itself
+    simulated = masks.astype(np.float64)
+    weights = kernel_weights(simulated)
+    normalised = weights / weights.sum()
+    mean_mask = normalised @ simulated
+    centred = simulated - mean_mask
+    weighted = centred.T * weights
+    projection = np.linalg.solve(weighted @ centred + np.eye(n_features), weighted)
+    for array in (masks, normalised, mean_mask, projection):
+        array.setflags(write=False)
+    return Simulation(masks, normalised, mean_mask, projection)
+
+
 class AdjustedEstimator:
-    """lime's surrogate with a logistic control variate (see the module's text). One per explanation: the simulated
-    masks, drawn from the seed, serve every label and every round."""
+    """lime's surrogate with a logistic control variate (see the module's text). The simulated masks, drawn from
+    the seed, serve every label and every round, and every image with as many superpixels."""
 
     def __init__(self, n_features: int, seed: int):
-        simulated = np.random.default_rng([seed, n_features, 1]).integers(0, 2, (SIMULATED_MASKS, n_features), dtype=np.int8)
-        simulated[0] = 1  # lime's first sample is the image itself
-        self.simulated = simulated.astype(np.float64)
-        weights = kernel_weights(self.simulated)
-        # lime's fit of any function on the simulated masks is one matrix product: precompute it once
-        self.simulated_weights = weights / weights.sum()
-        centred = self.simulated - self.simulated_weights @ self.simulated
-        weighted = centred.T * weights
-        self.projection = np.linalg.solve(weighted @ centred + np.eye(n_features), weighted)
-        self.mean_mask = self.simulated_weights @ self.simulated
+        self.simulation = simulation(n_features, seed)
 
     def estimate(self, data: np.ndarray, target: np.ndarray) -> Estimate:
         data = np.asarray(data, dtype=np.float64)
-        weights = kernel_weights(data)
+        return self.estimate_weighted(data, target, kernel_weights(data))
+
+    def estimate_weighted(self, data: np.ndarray, target: np.ndarray, weights: np.ndarray) -> Estimate:
+        """`estimate` for float64 masks whose kernel weights the caller already has."""
+        simulated = self.simulation
         logistic = logistic_fit(data, target, weights)
-        curve = sigmoid(logistic[0] + self.simulated @ logistic[1:])
-        curve_mean = self.simulated_weights @ curve
-        curve_weights = self.projection @ (curve - curve_mean)
+        curve = sigmoid(logistic[0] + simulated.masks.astype(np.float64) @ logistic[1:])
+        curve_mean = simulated.weights @ curve
+        curve_weights = simulated.projection @ (curve - curve_mean)
         correction = weighted_ridge(data, target - sigmoid(logistic[0] + data @ logistic[1:]), weights)
         coefficients = curve_weights + correction.weights
-        intercept = float(curve_mean - self.mean_mask @ curve_weights) + correction.intercept
+        intercept = float(curve_mean - simulated.mean_mask @ curve_weights) + correction.intercept
         return Estimate(coefficients, intercept, correction.covariance)
 
     def explain_label(self, data: np.ndarray, target: np.ndarray, label: int) -> LabelExplanation:
-        estimate = self.estimate(data, target)
         data = np.asarray(data, dtype=np.float64)
-        score = weighted_r2(data, target, kernel_weights(data), estimate)
+        weights = kernel_weights(data)
+        estimate = self.estimate_weighted(data, target, weights)
+        score = weighted_r2(data, target, weights, estimate)
         local = estimate.intercept + data[0] @ estimate.weights
         return LabelExplanation(label, estimate.weights, estimate.intercept, score, float(local))
 

@@ -18,10 +18,14 @@ def top_k(weights: np.ndarray, k: int = TOP_K) -> set[int]:
     return {int(s) for s in np.argsort(-weights, kind="stable")[:k]}
 
 
+def overlap(first: set, second: set) -> float:
+    """Jaccard overlap of two sets of superpixels."""
+    return len(first & second) / len(first | second)
+
+
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
     """Top-k Jaccard overlap of two weight vectors of the same segmentation."""
-    first, second = top_k(a), top_k(b)
-    return len(first & second) / len(first | second)
+    return overlap(top_k(a), top_k(b))
 
 
 def top_k_jaccard(rankings: Sequence[np.ndarray]) -> float:
@@ -39,4 +43,4 @@ def expected_agreement(weights: np.ndarray, covariance: np.ndarray) -> float:
     factor = np.linalg.cholesky(covariance + 1e-15 * np.eye(len(weights)))
     draws = np.random.RandomState(0).standard_normal((2 * AGREEMENT_DRAWS, len(weights))) @ factor.T + weights
     tops = np.argsort(-draws, axis=1)[:, :k]
-    return float(np.mean([len(set(a) & set(b)) / len(set(a) | set(b)) for a, b in zip(tops[0::2], tops[1::2])]))
+    return float(np.mean([overlap(set(a), set(b)) for a, b in zip(tops[0::2], tops[1::2])]))
