@@ -148,9 +148,9 @@ class ReferenceFileError(PixelError):
     """An image stored by reference whose file is gone or changed since the run stored it."""
 
 
-def stored_pixels(png: bytes, path: str | None, sha256: str, size: tuple[int, int] | None = None) -> np.ndarray:
-    """An image's pixels as the run stored them: its PNG, or (stored by reference) its file, read, scaled to `size`
-    when the run scales, and checked against the content hash taken when it was stored."""
+def stored_pixels(png: bytes, path: str | None, sha256: str, size: tuple[int, int]) -> np.ndarray:
+    """An image's pixels as the run stored them: its PNG, or (stored by reference) its file, read, scaled to the
+    stored `size` (height, width) when the run scaled it, and checked against the content hash taken then."""
     if not path:
         return png_pixels(png)
     try:
@@ -158,7 +158,7 @@ def stored_pixels(png: bytes, path: str | None, sha256: str, size: tuple[int, in
     except OSError as error:
         raise ReferenceFileError(f"{path} is missing or unreadable ({type(error).__name__}): it was stored by reference") from None
     pixels, _ = decode_file(data, path)
-    if size is not None and pixels.shape[:2] != tuple(size):
+    if pixels.shape[:2] != tuple(size):
         pixels = resize(pixels, *size)
     if pixels_sha256(pixels) != sha256:
         raise ReferenceFileError(f"{path} changed since the run stored it by reference (its content hash differs)")

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from core.cli import Output, OutputFormat, fail, failing_on, show_table, write_rows
+from core.images import ReferenceFileError
 from core.settings import reload_settings, settings
 from db import reads
 from db.models import decode_segments
@@ -158,7 +159,8 @@ def export(
     written = 0
     for detail in track(details, description="drawing", console=console):
         row = detail.explanation
-        image = pictures.decode_png(detail.image.png)
+        with failing_on(ReferenceFileError):  # an image stored by reference whose file is gone: one line
+            image = pictures.drawable(detail.image.pixels())
         segments = decode_segments(row.segments)
         stem = (
             f"image{row.image_id:06d}_true-{safe_name(detail.label_name(row.true_label))}"
@@ -184,7 +186,7 @@ def report(
     """A self-contained HTML report: summary, confusion matrix, gallery of the misclassified images."""
     from report.html import write_report
 
-    with session_factory()() as session, failing_on(reads.RunNotFound):
+    with session_factory()() as session, failing_on(reads.RunNotFound, ReferenceFileError):
         found = reads.find_run(session, run)
         with console.status("drawing the misclassified images..."):
             shown = write_report(session, found, output)

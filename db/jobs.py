@@ -30,7 +30,8 @@ class Job:
     png: bytes
     path: str | None  # an image stored by reference: its file, to be read and checked against `sha256`
     sha256: str
-    resize: bool
+    height: int  # as stored (after --resize): the size a file stored by reference is scaled to
+    width: int
     params: dict
     model_sha256: str
     value_range: list[float]
@@ -62,7 +63,7 @@ def read_job(session: Session, run_id: int, image_id: int) -> Job:
     """What the task needs and the state of its row, in one primary-key lookup (reading only: a worker may load its
     model next, and on SQLite a write transaction held that long would stop every other worker)."""
     row = session.execute(
-        select(RunImage.true_label, Image.png, Image.path, Image.sha256, Run.resize, Run.params, Run.model_sha256,
+        select(RunImage.true_label, Image.png, Image.path, Image.sha256, Image.height, Image.width, Run.params, Run.model_sha256,
                Run.value_range, Run.preprocess, Run.outputs, Explanation.id, Explanation.status, Explanation.attempts)
         .join(Image, Image.id == RunImage.image_id)
         .join(Run, Run.id == RunImage.run_id)
@@ -179,15 +180,15 @@ def finish_run_if_complete(session: Session, run_id: int) -> bool:
     return marked.rowcount > 0
 
 def input_check_sample(session: Session, run_id: int, image_ids: list[int]) -> tuple[Run, list[tuple]]:
-    """The run and the (PNG, path, content hash, true label) of the images its input check looks at, in order."""
+    """The run and the images its input check looks at, in order, with their true labels."""
     run = session.get(Run, run_id)
     if run is None:
         raise RunNotFound(f"no run with id {run_id}")
     rows = {
-        image_id: (png, path, sha256, label)
-        for image_id, png, path, sha256, label in session.execute(
-            select(RunImage.image_id, Image.png, Image.path, Image.sha256, RunImage.true_label)
-            .join(Image, Image.id == RunImage.image_id)
+        image.id: (image, label)
+        for image, label in session.execute(
+            select(Image, RunImage.true_label)
+            .join(RunImage, Image.id == RunImage.image_id)
             .where(RunImage.run_id == run_id, RunImage.image_id.in_(image_ids))
         )
     }

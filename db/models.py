@@ -27,6 +27,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from core.images import stored_pixels
+
 
 FINISHED = ("ok", "failed")  # an explanation's status once no delivery will change it
 # Unfinished: "queued" (its task was sent, by the window), "running" (a worker claimed it). The few rows of a run that
@@ -83,8 +85,6 @@ class Run(Base):
     next_position: Mapped[int] = mapped_column(Integer, default=0)
     # Images with a finished result, counted as each is saved: the run is done when it reaches image_count.
     finished_count: Mapped[int] = mapped_column(Integer, default=0)
-    images_mode: Mapped[str] = mapped_column(String(16), default="copy")  # copy (PNG in the database) | reference
-    resize: Mapped[bool] = mapped_column(Boolean, default=False)  # images of another size are scaled to the model's
     # The model's input contract for this run (models.contract): the workers feed the model by it.
     value_range: Mapped[list] = mapped_column(JSON)  # [low, high]; filled for every run (revision 0002)
     preprocess: Mapped[str | None] = mapped_column(String(40))
@@ -127,6 +127,11 @@ class Image(Base):
     png: Mapped[bytes] = mapped_column(LargeBinary)
     path: Mapped[str | None] = mapped_column(Text)  # the file, for an image stored by reference
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    def pixels(self) -> np.ndarray:
+        """The stored pixels (uint8, height x width x channels), from the PNG or, stored by reference, the file
+        (core.images.ReferenceFileError when it is gone or changed)."""
+        return stored_pixels(self.png, self.path, self.sha256, (self.height, self.width))
 
 
 class RunImage(Base):

@@ -170,7 +170,6 @@ class PreparedRun:
     params: ExplainParams
     class_names: list[str]
     resized: int = 0  # images of another size that --resize scales
-    resize: bool = False
     images_mode: str = "copy"
 
 
@@ -200,7 +199,7 @@ def prepare(
         raise BadFilesError(source.bad, total)
     if not source.entries:
         raise EnqueueError(f"{source.description} holds no images that can be explained")
-    return PreparedRun(model, source, params, class_names, resized, resize, images_mode)
+    return PreparedRun(model, source, params, class_names, resized, images_mode)
 
 
 def problem(source: Source, read: Read, size: tuple[int, int], classes: int, resize: bool) -> str | None:
@@ -285,7 +284,6 @@ def enqueue(session_factory, app, prepared: PreparedRun, *, name: str | None = N
             model_sha256=model.sha256, class_names=prepared.class_names, params=prepared.params.to_dict(),
             source=source.description, value_range=list(contract.value_range), preprocess=contract.preprocess,
             outputs=contract.outputs, contract_notes=contract.notes, skipped=[bad.as_dict() for bad in source.bad],
-            images_mode=prepared.images_mode, resize=prepared.resize,
         )
         session.commit()
         run_id, stored, created = run.id, 0, []

@@ -25,7 +25,7 @@ def gallery_items(details: list[reads.ExplanationDetail]) -> list[dict]:
     items = []
     for detail in details:
         row = detail.explanation
-        image = pictures.decode_png(detail.image.png)
+        image = pictures.drawable(detail.image.pixels())
         segments = decode_segments(row.segments)
         predicted = pictures.overlays(image, segments, detail.weights[row.predicted_label])[0]
         predicted_heat = pictures.heatmap(image, segments, detail.weights[row.predicted_label])

@@ -8,15 +8,14 @@ import io
 
 import numpy as np
 
-from core.images import png_bytes, png_pixels, to_uint8
+from core.images import png_bytes, to_uint8
 
 TOP_FEATURES = 5  # lime's get_image_and_mask(num_features=5) default, as the article used it
 MIN_SIDE = 192  # small images are scaled up (nearest) so outlines stay visible
 
 
-def decode_png(blob: bytes) -> np.ndarray:
-    """PNG bytes -> float RGB (H, W, 3) in [0, 1], for drawing."""
-    pixels = png_pixels(blob)
+def drawable(pixels: np.ndarray) -> np.ndarray:
+    """Stored uint8 pixels -> float RGB (H, W, 3) in [0, 1], for drawing."""
     if pixels.ndim == 2:
         pixels = np.repeat(pixels[:, :, None], 3, axis=2)
     return pixels[:, :, :3].astype(np.float32) / 255.0

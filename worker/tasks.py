@@ -70,7 +70,7 @@ def _claim_explain_save(session: Session, run_id: int, image_id: int, host: str)
         error = f"gave up after {job.attempts - 1} attempts: the worker died or timed out every time"
     elif error is None:
         try:
-            pixels = stored_pixels(job.png, job.path, job.sha256, classifier.input_shape[:2] if job.resize else None)
+            pixels = stored_pixels(job.png, job.path, job.sha256, (job.height, job.width))
             result = explain(
                 pixels, classifier.predict, ExplainParams(**job.params), true_label=job.true_label,
                 input_shape=classifier.input_shape, value_range=tuple(job.value_range),
@@ -120,10 +120,8 @@ def check_input(run_id: int, image_ids: list[int]) -> str:
         try:
             classifier = classifier_for(session, run.model_sha256, preprocess=run.preprocess, outputs=run.outputs)
             session.commit()
-            size = classifier.input_shape[:2] if run.resize else None
             check = check_predictions(
-                [stored_pixels(png, path, sha256, size) for png, path, sha256, _ in sample],
-                [label for *_, label in sample], classifier.predict,
+                [image.pixels() for image, _ in sample], [label for _, label in sample], classifier.predict,
                 value_range=run.value_range, input_shape=classifier.input_shape, class_names=run.class_names,
                 model_path=run.model_path,
             )

@@ -89,7 +89,7 @@ def test_the_input_check_reads_its_sample_and_stores_its_figures(sessions, run):
     ids = image_ids(sessions, run)
     with sessions() as session:
         stored, sample = jobs.input_check_sample(session, run, [ids[2], ids[0]])
-        assert [label for *_, label in sample] == [None, 0] and all(png.startswith(b"\x89PNG") for png, *_ in sample)
+        assert [label for *_, label in sample] == [None, 0] and all(image.png.startswith(b"\x89PNG") for image, _ in sample)
         assert jobs.runs_without_input_check(session) == [run]
         jobs.save_input_check(session, run, {"warning": None, "images": 2})
         session.commit()

@@ -25,9 +25,9 @@ def fill(connection) -> None:
     for run_id, status in ((1, "running"), (2, "done")):
         connection.execute(text(
             "INSERT INTO runs (id, name, model_path, model_sha256, class_names, params, source, status, value_range, "
-            "outputs, image_count, next_position, finished_count, images_mode, resize, created_at) VALUES "
+            "outputs, image_count, next_position, finished_count, created_at) VALUES "
             f"({run_id}, 'big', 'm.keras', repeat('a', 64), '[\"a\", \"b\"]', '{{}}', 'test', '{status}', '[0, 1]', "
-            f"'probabilities', {IMAGES}, {IMAGES // 2 + 500}, {IMAGES // 2}, 'copy', false, now())"))
+            f"'probabilities', {IMAGES}, {IMAGES // 2 + 500}, {IMAGES // 2}, now())"))
     connection.execute(text(
         "INSERT INTO images (id, sha256, source, width, height, channels, png, created_at) "
         f"SELECT g, md5(g::text) || md5(g::text), 'x', 8, 8, 3, '\\x00', now() FROM generate_series(1, {IMAGES}) g"))

@@ -69,6 +69,17 @@ def test_images_stored_by_reference_are_explained_from_their_files(stack, tmp_pa
     assert "changed since the run stored it by reference" in errors[str(changed.resolve())]
     assert "is missing or unreadable" in errors[str(gone.resolve())]
 
+    # the pictures and the report read the referenced files too; one gone since is named in one line
+    pictures = tmp_path / "pictures"
+    stack.cli("db", "export", "--run", str(run_id), "--out", str(pictures))
+    assert len(list(pictures.glob("*.png"))) >= 6 * 3
+    stack.cli("db", "report", "--run", str(run_id), "-o", str(tmp_path / "report.html"))
+    explained = sorted(set(other.rglob("*.png")) - {changed, gone})[0]
+    explained.unlink()
+    refused = stack.cli("db", "export", "--run", str(run_id), "--out", str(tmp_path / "again"), check=False)
+    assert refused.returncode != 0
+    assert f"error: {explained.resolve()} is missing or unreadable" in refused.stderr
+
 
 def test_only_a_folder_can_be_referenced(stack):
     refused = stack.enqueue("--dataset", "rectangles", "--images", "reference", check=False)

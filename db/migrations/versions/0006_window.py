@@ -5,8 +5,8 @@ Revises: 0005
 Create Date: 2026-11-30 09:00:00
 
 Runs get `next_position` (images below it have been sent to the broker: the rest wait in the database),
-`finished_count` (finished images, counted at each save: no count over the run per image), `images_mode` and
-`resize`; images get `path` (stored by reference, their PNG left empty); explanations may be "queued" (sent, not
+`finished_count` (finished images, counted at each save: no count over the run per image); images get `path`
+(stored by reference, their PNG left empty); explanations may be "queued" (sent, not
 yet claimed), and the unfinished ones of a run are found through a partial index. Runs made before had every task
 sent: their cursor is at the end, and their finished images are counted once here.
 """
@@ -26,8 +26,6 @@ def upgrade() -> None:
     # Plain ADD COLUMN, never a batch copy of a table (on SQLite a copy of `runs` would cascade to its explanations).
     op.add_column('runs', sa.Column('next_position', sa.Integer(), nullable=False, server_default='0'))
     op.add_column('runs', sa.Column('finished_count', sa.Integer(), nullable=False, server_default='0'))
-    op.add_column('runs', sa.Column('images_mode', sa.String(length=16), nullable=False, server_default='copy'))
-    op.add_column('runs', sa.Column('resize', sa.Boolean(), nullable=False, server_default=sa.false()))
     op.add_column('images', sa.Column('path', sa.Text(), nullable=True))
     op.create_index('ix_run_images_position', 'run_images', ['run_id', 'position'], unique=True)
     op.create_index('ix_explanations_unfinished', 'explanations', ['run_id', 'updated_at'],
@@ -42,5 +40,5 @@ def downgrade() -> None:
     op.drop_index('ix_explanations_unfinished', table_name='explanations')
     op.drop_index('ix_run_images_position', table_name='run_images')
     op.drop_column('images', 'path')
-    for column in ('resize', 'images_mode', 'finished_count', 'next_position'):
+    for column in ('finished_count', 'next_position'):
         op.drop_column('runs', column)
