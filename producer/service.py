@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import islice
 from pathlib import Path
 
 from sqlalchemy import delete, exists
@@ -290,12 +291,14 @@ def enqueue(session_factory, app, prepared: PreparedRun, *, name: str | None = N
         checked = sample_positions([entry.true_label for entry in source.entries])
         in_check = set(checked)
         order = checked + [i for i in range(len(source.entries)) if i not in in_check]
+        # one pass over the source (an archive is opened and read through once), taken a chunk at a time
+        stream = source.read(source.entries[i] for i in order)
         try:
             for start in range(0, len(order), ENQUEUE_CHUNK):
-                chunk = [source.entries[i] for i in order[start : start + ENQUEUE_CHUNK]]
+                chunk = list(islice(stream, ENQUEUE_CHUNK))
                 runs.defer_durability(session)
                 added, new = runs.add_images(session, run, [new_image(source, read, size, prepared.images_mode)
-                                                            for read in source.read(chunk)])
+                                                            for read in chunk])
                 session.commit()
                 created += new
                 if start == 0:
@@ -307,6 +310,7 @@ def enqueue(session_factory, app, prepared: PreparedRun, *, name: str | None = N
             jobs.finish_run_if_complete(session, run_id)  # in case the workers were faster than us
             session.commit()  # durable, and with it every chunk before
         except BaseException as error:
+            stream.close()  # the archive, closed now rather than whenever the generator is collected
             session.rollback()
             discard_run(session, run_id, created)
             if isinstance(error, Exception):

@@ -134,14 +134,14 @@ class NpzSource(Source):
     def read(self, entries: Iterable[Entry]) -> Iterator[Read]:
         """Row by row from the archive (seeking within X's member), never the whole array, unless X was saved in
         Fortran order (rows are not contiguous there: the array is loaded whole)."""
+        if self.fortran_order:
+            with np.load(self.file, allow_pickle=False) as arrays:
+                whole = arrays["X"]
+            for entry in entries:
+                yield _converted(entry, whole[entry.key], self.name(entry))
+            return
         row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
         with zipfile.ZipFile(self.file) as archive:
-            if self.fortran_order:
-                with np.load(self.file, allow_pickle=False) as arrays:
-                    whole = arrays["X"]
-                for entry in entries:
-                    yield _converted(entry, whole[entry.key], self.name(entry))
-                return
             with archive.open("X.npy") as stream:
                 _read_npy_header(stream)
                 start = stream.tell()
