@@ -153,8 +153,8 @@ def main() -> None:
     root = settings.data_dir / "benchmarks" / "scale"
     sizes = SIZES + ((BIG,) if args.big else ())
     result = {}
-    print(f"| images | enqueue images/s | producer peak MB | Redis peak MB | database KB/image | overhead ms/image "
-          f"(wall) | overhead ms/image (process) | engine ms/image |\n|---|---|---|---|---|---|---|---|", flush=True)
+    print("| images | enqueue images/s | producer peak MB | Redis peak MB | database KB/image | overhead ms/image "
+          "(wall) | overhead ms/image (process) | engine ms/image |\n|---|---|---|---|---|---|---|---|", flush=True)
     for count in sizes:
         folder = synthetic_folder(root, count)
         figures = measure(count, folder, model)

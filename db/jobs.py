@@ -248,16 +248,22 @@ def take_for_sending(session: Session, feedable: Feedable, image_ids: list[int])
     return True
 
 
-def sent_unfinished(session: Session, before: datetime | None = None) -> list[tuple[int, int]]:
+def sent_unfinished(
+    session: Session, before: datetime | None = None, run_id: int | None = None,
+) -> list[tuple[int, int]]:
     """(run, image) of every image sent and not finished (queued, or claimed by a worker) in a run that is being
     stored or running, through the partial index of unfinished rows: at most the window and the running tasks.
-    `before`: only rows not touched since then (a task sent a moment ago may not have reached the broker's lists)."""
+    `before`: only rows not touched since then (a task sent a moment ago may not have reached the broker's lists).
+    `run_id`: that run's, whatever its status (what `resume` sends again)."""
     query = (
         select(Explanation.run_id, Explanation.image_id)
-        .join(Run, Run.id == Explanation.run_id)
-        .where(Explanation.status.not_in(FINISHED), Run.status.in_(("enqueueing", "running")))
+        .where(Explanation.status.not_in(FINISHED))
         .order_by(Explanation.run_id, Explanation.id)
     )
+    if run_id is None:
+        query = query.join(Run, Run.id == Explanation.run_id).where(Run.status.in_(("enqueueing", "running")))
+    else:
+        query = query.where(Explanation.run_id == run_id)
     if before is not None:
         query = query.where(Explanation.updated_at < before)
     return [(run_id, image_id) for run_id, image_id in session.execute(query)]

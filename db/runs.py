@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
-from db.models import FINISHED, Explanation, Image, ModelFile, Run, RunClass, RunImage, utcnow
+from db.models import Image, ModelFile, Run, RunClass, RunImage, utcnow
 
 
 def store_model_file(session: Session, sha256: str, content: bytes, metadata: dict) -> None:
@@ -104,14 +104,3 @@ def add_images(session: Session, run: Run, images: list[NewImage]) -> tuple[list
         session.execute(insert(RunImage), members)
         session.execute(update(Run).where(Run.id == run.id).values(image_count=Run.image_count + len(members)))
     return [member["image_id"] for member in members], created
-
-def unfinished_sent(session: Session, run_id: int) -> list[int]:
-    """Images of the run that were sent (by the window) and have no finished result: what `resume` sends again. The
-    images still waiting in the database are the window's to send."""
-    return list(
-        session.scalars(
-            select(Explanation.image_id)
-            .where(Explanation.run_id == run_id, Explanation.status.not_in(FINISHED))
-            .order_by(Explanation.id)
-        )
-    )

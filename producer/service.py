@@ -338,19 +338,18 @@ def send_first_window(app, session_factory) -> int:
 def resume(session_factory, app, run_ref: str) -> tuple[int, int]:
     """Send again every image of the run that was sent and has no finished result (the images not yet sent are the
     window's), and its input check if that never finished. Returns (run id, images sent)."""
-    from worker.input_check import CHECK_IMAGES
-    from worker.messages import send_explain_tasks, send_input_check
+    from worker.messages import send_explain_tasks, send_input_check_again
 
     check_broker(app)
     with session_factory() as session:
         run = reads.find_run(session, run_ref)
-        missing = runs.unfinished_sent(session, run.id)
+        missing = [image_id for _, image_id in jobs.sent_unfinished(session, run_id=run.id)]
         if run.status != "done":  # also completes a run whose producer died while storing
             run.status = "running"
             run.finished_at = None
             session.commit()
-        if run.input_check is None:  # the check's images are the run's first (stored first)
-            send_input_check(app, run.id, jobs.images_at(session, run.id, 0, CHECK_IMAGES))
+        if run.input_check is None:
+            send_input_check_again(app, session, run.id)
         send_explain_tasks(app, run.id, missing)
         jobs.finish_run_if_complete(session, run.id)
         session.commit()

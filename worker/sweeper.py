@@ -41,7 +41,7 @@ from celery import Celery, bootsteps
 from celery.signals import heartbeat_sent, task_postrun, task_received
 
 from core.settings import is_redis_url, redis_client, settings
-from worker.messages import CHECK_TASK, EXPLAIN_TASK, send_explain_tasks, send_input_check
+from worker.messages import CHECK_TASK, EXPLAIN_TASK, send_explain_tasks, send_input_check_again
 
 logger = logging.getLogger(__name__)
 
@@ -197,13 +197,10 @@ def sweep(app: Celery, client: redis.Redis) -> int:
 
 
 def _send_check_again(app: Celery, run_id: int) -> None:
-    from db import jobs
     from db.session import session_factory
-    from worker.input_check import CHECK_IMAGES
 
-    with session_factory()() as session:  # the check's images are the run's first (stored first)
-        image_ids = jobs.images_at(session, run_id, 0, CHECK_IMAGES)
-    send_input_check(app, run_id, image_ids)
+    with session_factory()() as session:
+        send_input_check_again(app, session, run_id)
 
 
 def _by_run(tasks: list[tuple[int, int]]) -> dict[int, list[int]]:

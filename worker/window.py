@@ -29,7 +29,7 @@ def declare_task_queue(app: Celery) -> int:
     """Declare the tasks' queue with its exchange and binding, and return how many messages wait in it (those a worker
     has taken are not counted), on any kombu transport. Declared anew every time: a Redis that lost everything
     (FLUSHALL) lost the binding too, and kombu would drop every task sent to it as undeliverable."""
-    with app.connection_for_write() as connection:
+    with app.connection_or_acquire() as connection:  # the pool's: no new connection (and handshake) every second
         queue = app.amqp.queues[app.conf.task_default_queue](connection.default_channel)
         queue.declare()
         return queue.queue_declare().message_count
@@ -86,10 +86,11 @@ def feed_lock(client, wait_s: float = 0.0) -> Iterator[bool]:
         return
     token = f"{time.time()}"
     deadline = time.monotonic() + wait_s
-    held = bool(client.set(FEED_LOCK_KEY, token, nx=True, ex=max(2, int(2 * settings.feed_interval_s) + 1)))
+    expiry_s = max(2, int(2 * settings.feed_interval_s) + 1)  # a sender that died lets go within two intervals
+    held = bool(client.set(FEED_LOCK_KEY, token, nx=True, ex=expiry_s))
     while not held and time.monotonic() < deadline:
         time.sleep(0.05)
-        held = bool(client.set(FEED_LOCK_KEY, token, nx=True, ex=max(2, int(2 * settings.feed_interval_s) + 1)))
+        held = bool(client.set(FEED_LOCK_KEY, token, nx=True, ex=expiry_s))
     try:
         yield held
     finally:
