@@ -111,25 +111,19 @@ def save_explanation(session: Session, job: Job, result, host: str) -> bool:
     earlier one's row lock, then re-reads) and writes no second set of weights.
     """
     predicted = result.predicted_label
-    saved = session.execute(
-        update(Explanation)
-        .where(Explanation.id == job.explanation_id, Explanation.status.not_in(FINISHED))
-        .values(
-            status="ok", error=None, predicted_label=predicted,
-            confidence=float(result.probabilities[predicted]),
-            probabilities=[float(p) for p in result.probabilities],
-            correct=None if job.true_label is None else predicted == job.true_label,
-            score=result.labels[predicted].score, deletion_auc=result.deletion_auc, insertion_auc=result.insertion_auc,
-            auc_reference=result.faithfulness_reference, stability=result.stability, n_segments=result.n_segments,
-            segments=encode_segments(result.segments), timings={k: round(v, 6) for k, v in result.timings.items()},
-            samples_used=result.sampling.samples, model_calls=result.sampling.model_calls,
-            sampling_stop=result.sampling.stop,
-            worker_host=host, updated_at=utcnow(),
-        )
-        .returning(Explanation.id, _no_disk_wait(session))
-        .execution_options(synchronize_session=False)
-    ).first()
-    if saved is None:
+    saved = _finish_row(
+        session, job, host,
+        status="ok", error=None, predicted_label=predicted,
+        confidence=float(result.probabilities[predicted]),
+        probabilities=[float(p) for p in result.probabilities],
+        correct=None if job.true_label is None else predicted == job.true_label,
+        score=result.labels[predicted].score, deletion_auc=result.deletion_auc, insertion_auc=result.insertion_auc,
+        auc_reference=result.faithfulness_reference, stability=result.stability, n_segments=result.n_segments,
+        segments=encode_segments(result.segments), timings={k: round(v, 6) for k, v in result.timings.items()},
+        samples_used=result.sampling.samples, model_calls=result.sampling.model_calls,
+        sampling_stop=result.sampling.stop,
+    )
+    if not saved:
         return False
     areas = result.segment_areas()
     session.execute(  # one multi-row statement
@@ -144,17 +138,20 @@ def save_explanation(session: Session, job: Job, result, host: str) -> bool:
 
 def save_failure(session: Session, job: Job, error: str, host: str) -> bool:
     """Mark the job's row failed with the reason; False if another delivery finished it meanwhile."""
-    saved = session.execute(
-        update(Explanation)
-        .where(Explanation.id == job.explanation_id, Explanation.status.not_in(FINISHED))
-        .values(status="failed", error=error[:2000], worker_host=host, updated_at=utcnow())
-        .returning(Explanation.id, _no_disk_wait(session))
-        .execution_options(synchronize_session=False)
-    ).first()
-    if saved is None:
+    if not _finish_row(session, job, host, status="failed", error=error[:2000]):
         return False
     count_finished(session, job.run_id)
     return True
+
+def _finish_row(session: Session, job: Job, host: str, **values) -> bool:
+    """Write `values` into the job's row while it is unfinished; False, writing nothing, if it was finished."""
+    return session.execute(
+        update(Explanation)
+        .where(Explanation.id == job.explanation_id, Explanation.status.not_in(FINISHED))
+        .values(**values, worker_host=host, updated_at=utcnow())
+        .returning(Explanation.id, _no_disk_wait(session))
+        .execution_options(synchronize_session=False)
+    ).first() is not None
 
 def count_finished(session: Session, run_id: int) -> None:
     """One more finished image of the run, and the run done if that was the last: one statement on the run's row,

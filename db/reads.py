@@ -31,22 +31,31 @@ def list_runs(session: Session) -> list[tuple[Run, "RunCounts"]]:
     return [(run, run_counts(session, run.id)) for run in runs]
 
 @dataclass
-class RunCounts:
-    total: int
-    ok: int
-    failed: int
-    correct: int
-    labelled: int  # explained images with a true label: accuracy is over these alone
-    queued: int = 0  # sent to the broker by the window, not yet taken by a worker
-    running: int = 0  # taken by a worker
+class RunProgress:
+    """Where a run stands, from its row and index lookups over its unfinished and failed rows only: cheap enough to
+    poll on a run of a million images (RunCounts reads every result, for the accuracy)."""
 
-    @property
-    def finished(self) -> int:
-        return self.ok + self.failed
+    total: int
+    finished: int
+    failed: int
+    queued: int
+    running: int
 
     @property
     def remaining(self) -> int:
         return self.total - self.finished
+
+    @property
+    def ok(self) -> int:
+        return self.finished - self.failed
+
+
+@dataclass
+class RunCounts(RunProgress):
+    """Where a run stands and how right the model was: reads every result of the run (RunProgress does not)."""
+
+    correct: int
+    labelled: int  # explained images with a true label: accuracy is over these alone
 
     @property
     def misclassified(self) -> int:
@@ -67,27 +76,8 @@ def run_counts(session: Session, run_id: int) -> RunCounts:
             ))
         ).where(Explanation.run_id == run_id)
     ).one()
-    return RunCounts(total, int(ok), int(failed), int(correct), int(labelled), int(queued), int(running))
-
-@dataclass
-class RunProgress:
-    """Where a run stands, from its row and index lookups over its unfinished and failed rows only: cheap enough to
-    poll on a run of a million images (RunCounts reads every result, for the accuracy)."""
-
-    total: int
-    finished: int
-    failed: int
-    queued: int
-    running: int
-
-    @property
-    def remaining(self) -> int:
-        return self.total - self.finished
-
-    @property
-    def ok(self) -> int:
-        return self.finished - self.failed
-
+    return RunCounts(total=total, finished=int(ok) + int(failed), failed=int(failed), queued=int(queued),
+                     running=int(running), correct=int(correct), labelled=int(labelled))
 
 def run_progress(session: Session, run_id: int) -> RunProgress:
     run = session.get(Run, run_id)

@@ -86,13 +86,14 @@ def refuse_untrusted_peers(celery_app: Celery) -> None:
     from db.session import get_engine
 
     problems = []
-    try:
-        with celery_app.connection_for_write() as connection:
-            connection.ensure_connection(max_retries=1, timeout=10)
-    except Exception as error:
-        if reason := certificate_problem(error):
-            problems.append(f"the broker at {maybe_sanitize_url(celery_app.conf.broker_url)}: {reason} "
-                            "(BROKER_CA_CERTS names the CA that signed the broker's certificate)")
+    if redis_tls(celery_app.conf.broker_url):  # only a TLS broker has a certificate to fail
+        try:
+            with celery_app.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1, timeout=10)
+        except Exception as error:
+            if reason := certificate_problem(error):
+                problems.append(f"the broker at {maybe_sanitize_url(celery_app.conf.broker_url)}: {reason} "
+                                "(BROKER_CA_CERTS names the CA that signed the broker's certificate)")
     try:
         with get_engine().connect() as connection:
             connection.execute(text("SELECT 1"))
