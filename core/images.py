@@ -38,16 +38,19 @@ def image_array(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def to_uint8(array: np.ndarray) -> np.ndarray:
+def to_uint8(array: np.ndarray, name: str | None = None) -> np.ndarray:
     """Pixels to store, as uint8 (H, W, C) with 1, 3 or 4 channels: floats must be in [0, 1], 16-bit values are
-    scaled (not clipped)."""
+    scaled (not clipped). A PixelError names the image when `name` is given."""
     from skimage.util import img_as_ubyte
 
-    array = image_array(array)
-    if array.shape[2] not in (1, 3, 4):
-        raise PixelError(f"shape {array.shape} is not an image (H, W) or (H, W, 1|3|4)")
-    if np.issubdtype(array.dtype, np.floating) and (not np.isfinite(array).all() or array.min() < 0 or array.max() > 1):
-        raise PixelError("float pixels must be finite and in [0, 1]")
+    try:
+        array = image_array(array)
+        if array.shape[2] not in (1, 3, 4):
+            raise PixelError(f"shape {array.shape} is not an image (H, W) or (H, W, 1|3|4)")
+        if np.issubdtype(array.dtype, np.floating) and (not np.isfinite(array).all() or array.min() < 0 or array.max() > 1):
+            raise PixelError("float pixels must be finite and in [0, 1]")
+    except PixelError as error:
+        raise PixelError(f"{name}: {error}" if name else str(error)) from None
     return img_as_ubyte(array)
 
 
@@ -70,12 +73,17 @@ def to_value_range(array: np.ndarray, value_range: tuple[float, float]) -> np.nd
     return array
 
 
-def png_bytes(pixels: np.ndarray) -> bytes:
-    """uint8 (H, W, 1|3|4) pixels as PNG bytes: how every image is stored, and every picture drawn."""
+def pil_image(pixels: np.ndarray):
+    """uint8 (H, W, 1|3|4) pixels as a Pillow image (one channel: greyscale)."""
     from PIL import Image
 
+    return Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """uint8 (H, W, 1|3|4) pixels as PNG bytes: how every image is stored, and every picture drawn."""
     buffer = io.BytesIO()
-    Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).save(buffer, format="PNG")
+    pil_image(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -106,10 +114,10 @@ def decode_file(data: bytes, name: str) -> tuple[np.ndarray, bool]:
             picture.load()
             is_png = picture.format == "PNG" and picture.mode in PNG_MODES
             if picture.mode in ("I;16", "I;16B", "I;16L", "I"):
-                return _named(to_uint8, np.asarray(picture).astype(np.uint16), name), False
+                return to_uint8(np.asarray(picture).astype(np.uint16), name), False
             if picture.mode not in PNG_MODES:
                 picture = picture.convert("RGBA" if "A" in picture.getbands() else "RGB")
-            return _named(to_uint8, np.asarray(picture), name), is_png
+            return to_uint8(np.asarray(picture), name), is_png
     except Image.DecompressionBombError:  # Pillow's own header check, for claims far beyond ours
         raise PixelError(f"{name} claims more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels: refused before decoding") from None
     except PixelError:
@@ -118,19 +126,11 @@ def decode_file(data: bytes, name: str) -> tuple[np.ndarray, bool]:
         raise PixelError(f"{name}: not a readable image ({type(error).__name__}: {error})") from None
 
 
-def _named(convert, array: np.ndarray, name: str) -> np.ndarray:
-    try:
-        return convert(array)
-    except PixelError as error:
-        raise PixelError(f"{name}: {error}") from None
-
-
 def resize(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     """uint8 pixels scaled (bilinear) to height x width."""
     from PIL import Image
 
-    scaled = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).resize(
-        (width, height), Image.Resampling.BILINEAR)
+    scaled = pil_image(pixels).resize((width, height), Image.Resampling.BILINEAR)
     return to_uint8(np.asarray(scaled))
 
 

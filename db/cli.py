@@ -108,7 +108,7 @@ def show(
     )
     console.print(faithfulness_line(row), markup=False, highlight=False)
     show_table(console, "probabilities", ["class", "probability"],
-               [[detail.label_name(label), f"{p:.4f}"] for label, p in enumerate(row.probabilities)])
+               [[detail.label_name(label), p] for label, p in enumerate(row.probabilities)])
     for label, weights in detail.weights.items():
         order = sorted(range(len(weights)), key=lambda s: -abs(weights[s]))
         show_table(console, f"weights for {detail.label_name(label)}", ["superpixel", "weight", "area (px)"],

@@ -134,9 +134,9 @@ def prepare_run(**options):
     if prepared.resized:
         height, width = prepared.model.metadata.input_shape[:2]
         console.print(f"resized {prepared.resized} images to {height}x{width}")
-    if source.bad:
-        console.print(f"[yellow]skipping {len(source.bad)} images that cannot be explained[/] (recorded on the run):")
-        for bad in source.bad:
+    if prepared.skipped:
+        console.print(f"[yellow]skipping {len(prepared.skipped)} images that cannot be explained[/] (recorded on the run):")
+        for bad in prepared.skipped:
             console.print(f"  {bad.reason}", markup=False, highlight=False)
     console.print(f"input: {contract.describe()}")
     for note in contract.notes:
@@ -173,17 +173,32 @@ def send_run(celery_app, name, prepared) -> int:
     return run_id
 
 
+def each_new_tenth():
+    """`due(done, total)`: true when `done` has reached a tenth of `total` it had not reached before (piped
+    progress prints a line then, not at every image)."""
+    shown = -1
+
+    def due(done: int, total: int) -> bool:
+        nonlocal shown
+        tenth = done * 10 // max(total, 1)
+        if tenth <= shown:
+            return False
+        shown = tenth
+        return True
+
+    return due
+
+
 @contextmanager
 def counting(description: str):
     """Progress of work on every image of a source, as a `progress(done, total)` callback: a bar in a terminal (gone
     when done), a plain line at every tenth when piped (for sources of PLAIN_PROGRESS_FROM images or more: a smaller
     one is read in a second or two)."""
     if not console.is_terminal:
-        shown = [-1]
+        due = each_new_tenth()
 
         def progress(done: int, total: int) -> None:
-            if total >= PLAIN_PROGRESS_FROM and done * 10 // total > shown[0]:
-                shown[0] = done * 10 // max(total, 1)
+            if total >= PLAIN_PROGRESS_FROM and due(done, total):
                 console.print(f"{description}: {done} of {total}")
 
         yield progress
@@ -324,12 +339,10 @@ def run_progress(run_id: int):
                 rate=rate, eta=eta,
             )
         return
-    shown = [-1]
+    due = each_new_tenth()
 
     def report(counts: reads.RunProgress, rate: str, eta: str) -> None:
-        tenth = counts.finished * 10 // max(counts.total, 1)
-        if tenth > shown[0]:
-            shown[0] = tenth
+        if due(counts.finished, counts.total):
             console.print(f"run {run_id}: {counts.finished} of {counts.total} done, {counts.failed} failed, "
                           f"{counts.remaining} remaining" + (f", {rate}, ETA {eta}" if rate else ""))
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
@@ -172,6 +172,7 @@ class PreparedRun:
     class_names: list[str]
     resized: int = 0  # images of another size that --resize scales
     images_mode: str = "copy"
+    skipped: list[Rejected] = field(default_factory=list)  # with --skip-bad: the images left out, each with its reason
 
 
 def prepare(
@@ -184,23 +185,24 @@ def prepare(
     height, width = model.metadata.input_shape[:2]
     class_names = run_class_names(model, source)
     good: list[Entry] = []
+    bad: list[Rejected] = []
     resized = 0
+    total = len(source.entries)
     for done, read in enumerate(source.read(source.entries), start=1):
         reason = problem(source, read, (height, width), len(class_names), resize)
         if reason is not None:
-            source.bad.append(Rejected(source.origin(read.entry), reason))
+            bad.append(Rejected(source.origin(read.entry), reason))
         else:
             good.append(read.entry)
             resized += read.pixels.shape[:2] != (height, width)
         if progress is not None:
-            progress(done, len(source.entries))
-    total = len(good) + len(source.bad)
+            progress(done, total)
     source.entries = good
-    if source.bad and not skip_bad:
-        raise BadFilesError(source.bad, total)
+    if bad and not skip_bad:
+        raise BadFilesError(bad, total)
     if not source.entries:
         raise EnqueueError(f"{source.description} holds no images that can be explained")
-    return PreparedRun(model, source, params, class_names, resized, images_mode)
+    return PreparedRun(model, source, params, class_names, resized, images_mode, skipped=bad)
 
 
 def problem(source: Source, read: Read, size: tuple[int, int], classes: int, resize: bool) -> str | None:
@@ -284,7 +286,7 @@ def enqueue(session_factory, app, prepared: PreparedRun, *, name: str | None = N
             session, name=name or default_run_name(source), model_path=str(model.path.resolve()),
             model_sha256=model.sha256, class_names=prepared.class_names, params=prepared.params.to_dict(),
             source=source.description, value_range=list(contract.value_range), preprocess=contract.preprocess,
-            outputs=contract.outputs, contract_notes=contract.notes, skipped=[bad.as_dict() for bad in source.bad],
+            outputs=contract.outputs, contract_notes=contract.notes, skipped=[bad.as_dict() for bad in prepared.skipped],
         )
         session.commit()
         run_id, stored, created = run.id, 0, []

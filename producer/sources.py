@@ -65,7 +65,6 @@ class Source:
     entries: list[Entry]
     class_names: list[str] | None = None  # the names the labels stand for (folder names)
     ignored: list[str] = field(default_factory=list)  # what was skipped on purpose, and why
-    bad: list[Rejected] = field(default_factory=list)  # every image that cannot be used, each with its reason
 
     def name(self, entry: Entry) -> str:
         """How messages name an image."""
@@ -153,9 +152,9 @@ class NpzSource(Source):
 
 def _converted(entry: Entry, array: np.ndarray, name: str) -> Read:
     try:
-        return Read(entry, images.to_uint8(array))
+        return Read(entry, images.to_uint8(array, name))
     except images.PixelError as error:
-        return Read(entry, error=f"{name}: {error}")
+        return Read(entry, error=str(error))
 
 
 def read_file(entry: Entry, path: Path, name: str) -> Read:
