@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import resource
 import statistics
 import time
@@ -25,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from benchmarks.figures import finish
+from benchmarks.known_answer import FIXED_1000
 from models.classifier import Classifier, configure_tensorflow, load_classifier
 from models.artifacts import ModelMetadata, default_model_path
 from models.datasets import load_dataset, make_rectangles, smooth_colour_images
@@ -67,7 +68,7 @@ def default_fixed_and_auto(images: np.ndarray, classifier: Classifier, num_sampl
     lime's independent masks with lime's fit ("fixed"), and `auto`: seconds and model calls (distinct masks
     predicted) per explanation, the samples, and why sampling stopped."""
     figures = {}
-    rows = (("default", {}), ("fixed", {"num_samples": num_samples, "design": "independent", "estimator": "lime"}),
+    rows = (("default", {}), ("fixed", {**FIXED_1000, "num_samples": num_samples}),
             ("auto", {"num_samples": "auto"}))
     for name, options in rows:
         params = ExplainParams(**options)
@@ -185,12 +186,7 @@ def main() -> None:
             result.update({f"mobilenet224_{key}": value for key, value in figures.items()})
             for name in ("default", "fixed", "auto"):
                 result[f"mobilenet_{name}_s"] = figures[f"{name}_s"]
-    result = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
-    print(json.dumps(result))
-    if args.save:
-        from benchmarks import figures
-
-        print(f"saved {figures.save('engine', result)}")
+    finish("engine", result, args.save)
 
 
 if __name__ == "__main__":

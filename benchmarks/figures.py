@@ -16,16 +16,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from core.settings import cpu_count
+
 REPO = Path(__file__).resolve().parent.parent
 FIGURES = REPO / "docs" / "figures"
 BLOCK = re.compile(r"(<!-- figures (?P<name>[\w.]+) -->\n)(?P<body>.*?)(<!-- /figures -->)", re.DOTALL)
+
+
+def finish(benchmark: str, result: dict, save_it: bool, kept: dict | None = None) -> None:
+    """A benchmark's end: its result as the last line, JSON, floats to 4 places; with --save, that and `kept` (what
+    the docs' tables need besides) in docs/figures/<benchmark>.json."""
+    result = {key: round(value, 4) if isinstance(value, float) else value for key, value in result.items()}
+    print(json.dumps(result))
+    if save_it:
+        print(f"saved {save(benchmark, result | (kept or {}))}")
 
 
 def save(benchmark: str, result: dict) -> Path:
@@ -39,7 +49,7 @@ def save(benchmark: str, result: dict) -> Path:
         "benchmark": benchmark,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "commit": commit + ("+changes" if dirty else ""),
-        "cores": len(os.sched_getaffinity(0)),
+        "cores": cpu_count(),
         "result": result,
     }, indent=1) + "\n")
     return path
@@ -233,22 +243,23 @@ def documents() -> list[Path]:
     return [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 
+def stale() -> list[Path]:
+    """The documents whose figures differ from their benchmarks' saved JSON (relative to the repository)."""
+    return [path.relative_to(REPO) for path in documents() if render_file(path) != path.read_text()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="Change nothing; fail if a document is out of date.")
     args = parser.parse_args()
-    stale = []
-    for path in documents():
-        rendered = render_file(path)
-        if rendered != path.read_text():
-            stale.append(path.relative_to(REPO))
-            if not args.check:
-                path.write_text(rendered)
-    if args.check and stale:
-        print(f"out of date with docs/figures: {', '.join(map(str, stale))} (run python -m benchmarks.figures)",
+    out_of_date = stale()
+    if args.check and out_of_date:
+        print(f"out of date with docs/figures: {', '.join(map(str, out_of_date))} (run python -m benchmarks.figures)",
               file=sys.stderr)
         raise SystemExit(1)
-    print("rendered" if not args.check else "up to date", ", ".join(map(str, stale)) or "nothing changed")
+    for path in out_of_date if not args.check else []:
+        (REPO / path).write_text(render_file(REPO / path))
+    print("rendered" if not args.check else "up to date", ", ".join(map(str, out_of_date)) or "nothing changed")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ import numpy as np
 REFERENCE_SAMPLES = 20_000
 REFERENCE_SEED = 10_000  # not a seed any explanation in the benchmarks uses
 ANSWER_DATASETS = ("rectangles", "shapes")
+# lime's way, as users run it: 1000 independent coin-flip masks and lime's fit (at whatever segmentation and fill)
+FIXED_1000 = {"num_samples": 1000, "design": "independent", "estimator": "lime"}
 
 _classifiers: dict = {}
 
@@ -89,6 +92,11 @@ def against_the_answer(segments: np.ndarray, weights: np.ndarray, mask: np.ndarr
     pointing = float(mask[segments == top].mean() >= 0.5)
     per_pixel = np.clip(weights, 0, None)[segments]
     return pointing, float(per_pixel[mask].sum() / per_pixel.sum()) if per_pixel.sum() > 0 else 0.0
+
+
+def mean_figures(rows: list[dict]) -> dict:
+    """Each figure's mean over the images' rows."""
+    return {key: statistics.mean(row[key] for row in rows) for key in rows[0]}
 
 
 def reference_weights(model_path: str, image: np.ndarray, label: int, params: dict, cache: Path) -> np.ndarray:

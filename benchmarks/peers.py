@@ -18,14 +18,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
-import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from benchmarks.known_answer import ANSWER_DATASETS, against_the_answer, child_init, classifier, known_answer
+from benchmarks.figures import finish
+from benchmarks.known_answer import (
+    ANSWER_DATASETS, FIXED_1000, against_the_answer, child_init, classifier, known_answer, mean_figures,
+)
 
 SHAP_EVALS = (250, 500, 1000, 2000, 4000)
 LIME_ENGINE_SEGMENTS = "lime explain_instance: the engine's default segmentation and fill, 1000"
@@ -126,7 +127,7 @@ def methods(with_shap: bool, quick: bool) -> dict[str, dict]:
         "ours: default": {"kind": "ours", "params": {}},
         **{f"ours: {n} samples": {"kind": "ours", "params": {"num_samples": n}} for n in OURS_FIXED},
         "ours: lime's way, 1000 independent samples, lime's fit": {
-            "kind": "ours", "params": {"num_samples": 1000, "design": "independent", "estimator": "lime"}},
+            "kind": "ours", "params": FIXED_1000},
         "lime explain_instance: article (quickshift, mean, 1000)": {"kind": "lime", "samples": 1000},
         LIME_ENGINE_SEGMENTS: {"kind": "lime", "samples": 1000, "engine_segments": True},
     }
@@ -167,7 +168,7 @@ def main() -> None:
                 jobs = [(method, answer.model_path, answer.images[i], answer.masks[i], int(answer.labels[i]))
                         for i in range(len(answer.images))]
                 figures = list(pool.map(measure, jobs))
-                table[dataset, name] = {key: statistics.mean(f[key] for f in figures) for key in figures[0]}
+                table[dataset, name] = mean_figures(figures)
                 f = table[dataset, name]
                 print(f"| {dataset} | {name} | {f['pointing']:.2f} | {f['target_share']:.2f} | "
                       f"{f['deletion_auc']:.3f} | {f['model_calls']:.0f} | {f['seconds']:.3f} |", flush=True)
@@ -197,15 +198,9 @@ def main() -> None:
                   + (f"{matching[0]} evaluations to match it" if matching else f"more than {SHAP_EVALS[-1]} evaluations"
                      " to match it (not reached)"))
     print(f"wall time {time.perf_counter() - started:.0f} s")
-    result = {key: round(value, 4) if isinstance(value, float) else value for key, value in result.items()}
-    print(json.dumps(result))
-    if args.save:
-        from benchmarks import figures
-
-        result["images"] = count
-        result["rows"] = [{"dataset": dataset, "method": name} | {k: round(v, 4) for k, v in row.items()}
-                          for (dataset, name), row in table.items()]
-        print(f"saved {figures.save('peers', result)}")
+    rows = [{"dataset": dataset, "method": name} | {k: round(v, 4) for k, v in row.items()}
+            for (dataset, name), row in table.items()]
+    finish("peers", result, args.save, kept={"images": count, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ The last line is one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -20,6 +19,7 @@ import numpy as np
 import redis
 from sqlalchemy import func, select
 
+from benchmarks.figures import finish
 from producer.local import Worker
 from tests.services import postgres_database
 from db import reads
@@ -113,12 +113,7 @@ def main() -> None:
         f"naive/pipeline {result['naive_over_pipeline']:.0f} (target >= 25)",
         flush=True,
     )
-    result = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
-    print(json.dumps(result))
-    if args.save:
-        from benchmarks import figures
-
-        print(f"saved {figures.save('pipeline', result)}")
+    finish("pipeline", result, args.save)
 
 
 def cpu_seconds_by_role(worker_pid: int) -> dict[str, float]:

@@ -21,16 +21,15 @@ both is the grid's choice; (3) the full set: the default, a fixed 1000 of lime's
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
+from benchmarks.figures import finish
 from benchmarks.known_answer import (
-    ANSWER_DATASETS, KnownAnswer, against_the_answer, child_init, classifier, known_answer, predict, reference_cache,
-    reference_weights,
+    ANSWER_DATASETS, FIXED_1000, KnownAnswer, against_the_answer, child_init, classifier, known_answer, mean_figures,
+    predict, reference_cache, reference_weights,
 )
 
 SEGMENTATIONS = {
@@ -46,7 +45,6 @@ TARGETS = {
     "rectangles": {"pointing": 0.95, "stability": 0.85, "convergence": 0.85},
     "shapes": {"pointing": 0.90, "stability": 0.85, "convergence": 0.85},
 }
-FIXED_1000 = {"num_samples": 1000, "design": "independent", "estimator": "lime"}
 
 
 def measure(job: tuple) -> dict:
@@ -89,7 +87,7 @@ def evaluate(pool, answer: KnownAnswer, params: dict, count: int, with_reference
         for i in range(min(count, len(answer.images)))
     ]
     rows = list(pool.map(measure, jobs, chunksize=2))
-    return {key: statistics.mean(row[key] for row in rows) for key in rows[0]} | {"images": len(rows)}
+    return mean_figures(rows) | {"images": len(rows)}
 
 
 def references(pool, answer: KnownAnswer, params: dict, count: int) -> None:
@@ -186,7 +184,7 @@ def main() -> None:
         grid = []
         for seg_name, segmentation in segmentations.items():
             for hide in (("mean", "grey") if args.quick else HIDES):
-                params = {**default, "segmentation": "slic", "n_segments": 50, **segmentation, "hide": hide}
+                params = {**default, **segmentation, "hide": hide}
                 figures = {name: evaluate(pool, answer, params, grid_images) for name, answer in answers.items()}
                 for name in answers:
                     print_row(name, f"{seg_name}, {hide}", figures[name], "grid")
@@ -217,14 +215,9 @@ def main() -> None:
               + ", ".join(f"{key} {ours[key]:.2f} (target {target})" for key, target in TARGETS[name].items())
               + f"; lime's 20,000-sample reference points at the answer {ours['reference_pointing']:.2f} of the time")
     print(f"\nwall time {time.perf_counter() - started:.0f} s")
-    result = summary_json(full, digits, default)
-    print(json.dumps(result))
-    if args.save:
-        from benchmarks import figures
-
-        result |= {"grid_choice": chosen[0] if chosen else None, "grid_images": grid_images, "full_images": full_images,
-                   "wall_s": round(time.perf_counter() - started), "tables": TABLES, "targets": TARGETS}
-        print(f"saved {figures.save('quality', result)}")
+    finish("quality", summary_json(full, digits, default), args.save, kept={
+        "grid_choice": chosen[0] if chosen else None, "grid_images": grid_images, "full_images": full_images,
+        "wall_s": round(time.perf_counter() - started), "tables": TABLES, "targets": TARGETS})
 
 
 def summary_json(full: dict, digits: dict, default: dict) -> dict:

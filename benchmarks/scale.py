@@ -19,7 +19,6 @@ The last line is JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -27,6 +26,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.figures import finish
 
 SIZES = (2_000, 20_000)
 BIG = 100_000
@@ -94,6 +95,7 @@ def measure(count: int, folder: Path, model: Path, images_mode: str = "copy") ->
     figures = {}
     with tempfile.TemporaryDirectory() as tmp, postgres_database("limebatch_scale") as database_url:
         broker = RedisServer(Path(tmp) / "redis").start()
+        worker = None
         try:
             upgrade(database_url)
             engine = make_engine(database_url)
@@ -136,6 +138,8 @@ def measure(count: int, folder: Path, model: Path, images_mode: str = "copy") ->
             app.close()
             engine.dispose()
         finally:
+            if worker is not None:  # a failure midway leaves no worker processes behind
+                worker.stop()
             broker.stop()
     return figures
 
@@ -182,11 +186,7 @@ def main() -> None:
         result[f"{key}_ratio"] = round(ratio, 3)
         print(f"{key}: {result[f'{key}_{small}']} at {small}, {result[f'{key}_{large}']} at {large} "
               f"(ratio {ratio:.2f}; target within 20%)")
-    print(json.dumps(result))
-    if args.save:
-        from benchmarks import figures
-
-        print(f"saved {figures.save('scale', result)}")
+    finish("scale", result, args.save)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import re
 import pytest
 
 from benchmarks import figures
+from tests.producer.test_readme_own_model import readme_steps
 from tests.services import REPO
 
 DOCUMENTS = figures.documents()
@@ -39,9 +40,7 @@ def test_every_shell_block_is_run_by_a_test_or_says_why_not(path):
 
 
 def test_the_own_model_page_shows_the_block_the_readme_test_runs():
-    block = re.compile(r"<!-- run by tests/producer/test_readme_own_model.py.*?-->\n```bash\n(.*?)```", re.S)
-    readme, page = (block.search((REPO / name).read_text()).group(1) for name in ("README.md", "docs/own-model.md"))
-    assert readme == page
+    assert readme_steps(REPO / "docs" / "own-model.md") == readme_steps()
 
 
 def slug(heading: str) -> str:
@@ -62,5 +61,5 @@ def test_links_lead_to_files_and_headings_that_exist(path):
 def test_every_measured_figure_is_its_benchmarks_saved_json():
     blocks = [match.group("name") for path in DOCUMENTS for match in figures.BLOCK.finditer(path.read_text())]
     assert blocks and set(blocks) <= set(figures.RENDERERS)
-    stale = [names(path) for path in DOCUMENTS if figures.render_file(path) != path.read_text()]
+    stale = [str(path) for path in figures.stale()]
     assert stale == [], f"out of date with docs/figures (run python -m benchmarks.figures): {stale}"

@@ -15,11 +15,11 @@ from tests.producer.test_local import local_env
 from tests.tutorial import keras_evaluate
 
 
-def readme_steps() -> str:
-    """README's own-model block (docs/own-model.md shows the same one: tests/test_docs.py holds them equal)."""
-    readme = (REPO / "README.md").read_text()
-    return re.search(r"<!-- run by tests/producer/test_readme_own_model.py.*?-->\n```bash\n(.*?)```", readme,
-                     flags=re.S).group(1)
+def readme_steps(document: Path = REPO / "README.md") -> str:
+    """The own-model block of the README (docs/own-model.md shows the same one: tests/test_docs.py holds them
+    equal)."""
+    return re.search(r"<!-- run by tests/producer/test_readme_own_model.py.*?-->\n```bash\n(.*?)```",
+                     document.read_text(), flags=re.S).group(1)
 
 
 def test_the_readme_steps_run_as_they_stand(tutorial, tmp_path):
