@@ -25,7 +25,7 @@ from worker.engine.surrogate import Estimate, LabelExplanation, kernel_weights, 
 
 SIMULATED_MASKS = 20_000
 # Simulations a worker process keeps: one per superpixel count among a run's images (SLIC 50 gives a dozen or so);
-# about 7 MB each at 45 superpixels.
+# about 8 MB each at 45 superpixels (the projection, in float64).
 SIMULATIONS_KEPT = 16
 NEWTON_STEPS = 30
 # Keeps the Newton steps finite when the probabilities sit at 0 or 1; small enough to leave the fit unbiased.
