@@ -5,15 +5,16 @@ the run's size. Functions take the caller's session and never commit."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-
 from datetime import datetime
 
 from sqlalchemy import and_, case, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from db.models import FINISHED, Explanation, Image, Run, RunImage, SegmentWeight, encode_segments, utcnow
+from audit.maps import audit_columns
+from db.models import FINISHED, Explanation, Image, ImageEvidence, Run, RunImage, SegmentWeight, encode_segments, utcnow
 from db.reads import RunNotFound
 
 
@@ -37,6 +38,7 @@ class Job:
     value_range: list[float]
     preprocess: str | None
     outputs: str
+    evidence: bytes | None  # the image's evidence mask (audit.maps.encode_mask), when the user gave one
     explanation_id: int | None = None
     status: str | None = None
     attempts: int = 0
@@ -64,8 +66,10 @@ def read_job(session: Session, run_id: int, image_id: int) -> Job:
     model next, and on SQLite a write transaction held that long would stop every other worker)."""
     row = session.execute(
         select(RunImage.true_label, Image.png, Image.path, Image.sha256, Image.height, Image.width, Run.params, Run.model_sha256,
-               Run.value_range, Run.preprocess, Run.outputs, Explanation.id, Explanation.status, Explanation.attempts)
+               Run.value_range, Run.preprocess, Run.outputs, ImageEvidence.mask, Explanation.id, Explanation.status,
+               Explanation.attempts)
         .join(Image, Image.id == RunImage.image_id)
+        .outerjoin(ImageEvidence, ImageEvidence.image_id == RunImage.image_id)
         .join(Run, Run.id == RunImage.run_id)
         .outerjoin(Explanation, (Explanation.run_id == RunImage.run_id) & (Explanation.image_id == RunImage.image_id))
         .where(RunImage.run_id == run_id, RunImage.image_id == image_id)
@@ -103,7 +107,8 @@ def claim(session: Session, job: Job, host: str) -> Job:
     return job
 
 def save_explanation(session: Session, job: Job, result, host: str) -> bool:
-    """Write an engine result (worker.engine.Explanation) and its segment weights into the job's row;
+    """Write an engine result (worker.engine.Explanation), its audit columns (its maps and, against the image's
+    evidence, pointing: audit.maps.audit_columns, timed as `maps_s`) and its segment weights into the job's row;
     False, writing nothing, if the row was finished meanwhile.
 
     Two deliveries of one image can run at once (a redelivery after a lost connection): the row is
@@ -111,6 +116,9 @@ def save_explanation(session: Session, job: Job, result, host: str) -> bool:
     earlier one's row lock, then re-reads) and writes no second set of weights.
     """
     predicted = result.predicted_label
+    started = time.perf_counter()
+    audited = audit_columns(result, job.true_label, job.evidence)
+    timings = {**result.timings, "maps_s": time.perf_counter() - started}
     saved = _finish_row(
         session, job, host,
         status="ok", error=None, predicted_label=predicted,
@@ -119,9 +127,9 @@ def save_explanation(session: Session, job: Job, result, host: str) -> bool:
         correct=None if job.true_label is None else predicted == job.true_label,
         score=result.labels[predicted].score, deletion_auc=result.deletion_auc, insertion_auc=result.insertion_auc,
         auc_reference=result.faithfulness_reference, stability=result.stability, n_segments=result.n_segments,
-        segments=encode_segments(result.segments), timings={k: round(v, 6) for k, v in result.timings.items()},
+        segments=encode_segments(result.segments), timings={k: round(v, 6) for k, v in timings.items()},
         samples_used=result.sampling.samples, model_calls=result.sampling.model_calls,
-        sampling_stop=result.sampling.stop,
+        sampling_stop=result.sampling.stop, **audited,
     )
     if not saved:
         return False

@@ -181,6 +181,13 @@ class Explanation(Base):
     segments: Mapped[bytes | None] = mapped_column(LargeBinary)  # compressed .npz of the segment id per pixel
     timings: Mapped[dict | None] = mapped_column(JSON)
     worker_host: Mapped[str | None] = mapped_column(String(255))
+    # What the model looked at, on the run's common grid (audit.maps): the predicted label's map, then the true label's
+    # when it differs; made at save time, or by the audit for rows from before.
+    relevance: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Against the image's evidence (image_evidence), for the true label (the predicted one without): is the top
+    # superpixel on it, and the share of the positive weight x area that lies on it. None without evidence.
+    pointing: Mapped[bool | None] = mapped_column(Boolean)
+    evidence_share: Mapped[float | None] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
     weights: Mapped[list["SegmentWeight"]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
@@ -196,3 +203,74 @@ class SegmentWeight(Base):
     segment: Mapped[int] = mapped_column(Integer, primary_key=True)
     weight: Mapped[float] = mapped_column(Float)
     area: Mapped[int] = mapped_column(Integer)
+
+
+class ImageEvidence(Base):
+    """Where the user says the evidence of an image is (`--evidence` masks, `--boxes`): stored once per image."""
+
+    __tablename__ = "image_evidence"
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    mask: Mapped[bytes] = mapped_column(LargeBinary)  # audit.maps.encode_mask: packed bits, height x width
+    pixels: Mapped[int] = mapped_column(Integer)  # how many pixels are evidence
+
+
+class RunAudit(Base):
+    """The last audit of a run (audit.service): the grid its maps share, and what it covered."""
+
+    __tablename__ = "run_audits"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    grid_height: Mapped[int] = mapped_column(Integer)
+    grid_width: Mapped[int] = mapped_column(Integer)
+    explanations: Mapped[int] = mapped_column(Integer)  # explained images it covered
+    finished_count: Mapped[int] = mapped_column(Integer)  # the run's count then: a different count means stale
+    details: Mapped[dict] = mapped_column(JSON)  # per class: groups chosen, the eigenvalues behind the choice
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ClassMap(Base):
+    """The mean map of the images predicted as a class (true_label None), or of one confusion cell."""
+
+    __tablename__ = "class_maps"
+    __table_args__ = (Index("ix_class_maps_run", "run_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    true_label: Mapped[int | None] = mapped_column(Integer)
+    predicted_label: Mapped[int] = mapped_column(Integer)
+    images: Mapped[int] = mapped_column(Integer)
+    mean_map: Mapped[bytes] = mapped_column(LargeBinary)  # audit.maps.encode_maps, one map
+    mean_image: Mapped[bytes | None] = mapped_column(LargeBinary)  # PNG: the mean of a bounded sample of its images
+
+
+class StrategyGroup(Base):
+    """A group of explanations of one predicted class that look at the same place (audit.strategies)."""
+
+    __tablename__ = "strategy_groups"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    label: Mapped[int] = mapped_column(Integer, primary_key=True)  # the predicted class
+    strategy: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0 is the class's largest group
+    size: Mapped[int] = mapped_column(Integer)
+    labelled: Mapped[int] = mapped_column(Integer)
+    errors: Mapped[int] = mapped_column(Integer)
+    error_rate: Mapped[float | None] = mapped_column(Float)  # over its labelled members
+    class_error_rate: Mapped[float | None] = mapped_column(Float)
+    location: Mapped[str] = mapped_column(String(40))  # where its mean map looks, in words
+    suspected: Mapped[bool] = mapped_column(Boolean)  # error rate well above its class's: a candidate shortcut
+    rank: Mapped[int] = mapped_column(Integer)  # order of the run's groups in the summary: suspected first
+    mean_map: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class StrategyMember(Base):
+    """Which group an explanation falls in, and how typical of it it is (distance to the group's mean map)."""
+
+    __tablename__ = "strategy_members"
+    __table_args__ = (Index("ix_strategy_members_group", "run_id", "label", "strategy", "distance"),)
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True)
+    label: Mapped[int] = mapped_column(Integer)
+    strategy: Mapped[int] = mapped_column(Integer)
+    distance: Mapped[float] = mapped_column(Float)

@@ -1,0 +1,339 @@
+"""A run's audit, from what is stored: one streaming pass over its explanations (their maps, made now for rows saved
+without them) sums the class and confusion maps and keeps each explanation's small feature vector; the strategies are
+then found per predicted class (audit.strategies), a second pass sums each group's mean map, and everything is
+written to `run_audits`, `class_maps`, `strategy_groups` and `strategy_members`. Memory: a chunk of maps, a few
+hundred bytes per explanation for the features, and bounded samples of images for the mean pictures.
+
+Functions take the caller's session; `audit_run` writes and the caller commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from audit import maps as relevance
+from audit.strategies import find_strategies
+from core import images
+from core.images import ReferenceFileError
+from db.models import (ClassMap, Explanation, Image, Run, RunAudit, SegmentWeight, StrategyGroup, StrategyMember,
+                       decode_segments)
+
+CHUNK = 2000  # explanations read at a time
+MEAN_IMAGE_SAMPLE = 32  # images whose mean is drawn under a class's or cell's map
+MEAN_IMAGE_SIDE = 96  # pixels: the mean pictures are for the eye, small
+MAX_GRID_CLASSES = 12  # the confusion grid shows every cell up to this many classes; beyond, the largest cells
+LARGEST_CELLS = 40
+SUSPECT_MARGIN = 0.25  # a group whose error rate is this far above its class's is a suspected shortcut
+SUSPECT_MIN_ERRORS = 3
+SHOWN_TYPICAL = 5
+
+
+@dataclass
+class _Class:
+    """What the pass keeps of one predicted class."""
+
+    map_sum: np.ndarray
+    count: int = 0
+    features: list[np.ndarray] = field(default_factory=list)
+    image_ids: list[np.ndarray] = field(default_factory=list)
+    wrong: list[np.ndarray] = field(default_factory=list)  # 1 wrong, 0 right, -1 no true label
+
+
+def current_audit(session: Session, run: Run) -> RunAudit | None:
+    """The run's audit if it covers every result the run has now."""
+    audit = session.get(RunAudit, run.id)
+    return audit if audit is not None and audit.finished_count == run.finished_count else None
+
+
+def ensure_audit(session: Session, run: Run, *, seed: int = 0, progress=None) -> RunAudit:
+    """The run's current audit, made (and committed) when it is missing or stale."""
+    audit = current_audit(session, run)
+    if audit is None:
+        audit = audit_run(session, run, seed=seed, progress=progress)
+        session.commit()
+    return audit
+
+
+def _chunks(session: Session, run_id: int):
+    """The run's explained rows, CHUNK at a time, in image order (keyset on the (run, image) unique index)."""
+    last = -1
+    while True:
+        rows = session.execute(
+            select(Explanation.id, Explanation.image_id, Explanation.predicted_label, Explanation.true_label,
+                   Explanation.relevance)
+            .where(Explanation.run_id == run_id, Explanation.status == "ok", Explanation.image_id > last)
+            .order_by(Explanation.image_id).limit(CHUNK)
+        ).all()
+        if not rows:
+            return
+        yield rows
+        last = rows[-1].image_id
+
+
+def _chunk_maps(session: Session, rows, grid: tuple[int, int] | None) -> list[np.ndarray]:
+    """Each row's maps (label, gh, gw), made and stored for rows saved without them."""
+    missing = [row.id for row in rows if row.relevance is None]
+    made: dict[int, bytes] = {}
+    if missing:
+        weights: dict[int, dict[int, dict[int, float]]] = {}
+        for explanation_id, label, segment, weight in session.execute(
+            select(SegmentWeight.explanation_id, SegmentWeight.label, SegmentWeight.segment, SegmentWeight.weight)
+            .where(SegmentWeight.explanation_id.in_(missing))
+        ):
+            weights.setdefault(explanation_id, {}).setdefault(label, {})[segment] = weight
+        for explanation_id, blob, predicted, true in session.execute(
+            select(Explanation.id, Explanation.segments, Explanation.predicted_label, Explanation.true_label)
+            .where(Explanation.id.in_(missing))
+        ):
+            segments = decode_segments(blob)
+            count = int(segments.max()) + 1
+            arrays = {}
+            for label, values in weights.get(explanation_id, {}).items():
+                arrays[label] = np.zeros(count)
+                arrays[label][list(values)] = list(values.values())
+            made[explanation_id] = relevance.encode_maps(relevance.explanation_maps(segments, arrays, predicted, true))
+        session.execute(update(Explanation), [{"id": key, "relevance": blob} for key, blob in made.items()])
+    result = []
+    for row in rows:
+        stack = relevance.decode_maps(row.relevance if row.relevance is not None else made[row.id])
+        if grid is not None and stack.shape[1:] != grid:  # an image of another size: onto the run's grid
+            stack = np.stack([relevance.resample(layer.astype(np.float64), grid) for layer in stack]).astype(np.float32)
+        result.append(stack)
+    return result
+
+
+def audit_run(session: Session, run: Run, *, seed: int = 0, progress=None) -> RunAudit:
+    """Audit the run as it stands (any earlier audit of it is replaced); `progress(done, total)` over the
+    explanations. Writes, does not commit."""
+    total = session.scalar(
+        select(func.count()).select_from(Explanation).where(Explanation.run_id == run.id, Explanation.status == "ok")
+    ) or 0
+    grid: tuple[int, int] | None = None
+    classes: dict[int, _Class] = {}
+    cells: dict[tuple[int, int], list] = {}  # (true, predicted) -> [map sum, count]
+    samples: dict[tuple[int | None, int], list[int]] = {}  # (true or None, predicted) -> image ids for the mean picture
+    done = 0
+    for rows in _chunks(session, run.id):
+        stacks = _chunk_maps(session, rows, grid)
+        if grid is None:
+            grid = stacks[0].shape[1:]
+        predicted_maps = np.stack([stack[0] for stack in stacks])
+        chunk_features = relevance.features(predicted_maps).astype(np.float16)
+        predicted = np.array([row.predicted_label for row in rows])
+        true = np.array([-1 if row.true_label is None else row.true_label for row in rows])
+        image_ids = np.array([row.image_id for row in rows])
+        for label in np.unique(predicted):
+            where = predicted == label
+            entry = classes.setdefault(int(label), _Class(np.zeros(grid)))
+            entry.map_sum += predicted_maps[where].sum(axis=0)
+            entry.count += int(where.sum())
+            entry.features.append(chunk_features[where])
+            entry.image_ids.append(image_ids[where])
+            entry.wrong.append(np.where(true[where] < 0, -1, (true[where] != label).astype(int)))
+        for i, row in enumerate(rows):
+            if row.true_label is not None:
+                cell = cells.setdefault((row.true_label, row.predicted_label), [np.zeros(grid), 0])
+                cell[0] += predicted_maps[i]
+                cell[1] += 1
+            for key in ((None, row.predicted_label), (row.true_label, row.predicted_label)):
+                if key[0] is not None or key == (None, row.predicted_label):
+                    picked = samples.setdefault(key, [])
+                    if len(picked) < MEAN_IMAGE_SAMPLE:
+                        picked.append(row.image_id)
+        done += len(rows)
+        if progress is not None:
+            progress(done, total)
+
+    for table in (StrategyMember, StrategyGroup, ClassMap, RunAudit):
+        session.execute(delete(table).where(table.run_id == run.id))
+    details: dict = {}
+    if grid is not None:
+        shown_cells = _cells_with_pictures(cells, len(run.class_names))
+        pictures = _mean_pictures(session, {key: ids for key, ids in samples.items()
+                                            if key[0] is None or key in shown_cells})
+        session.execute(insert(ClassMap), [
+            {"run_id": run.id, "true_label": None, "predicted_label": label, "images": entry.count,
+             "mean_map": relevance.encode_maps(entry.map_sum / entry.count), "mean_image": pictures.get((None, label))}
+            for label, entry in sorted(classes.items())
+        ] + [
+            {"run_id": run.id, "true_label": true_label, "predicted_label": label, "images": count,
+             "mean_map": relevance.encode_maps(total_map / count), "mean_image": pictures.get((true_label, label))}
+            for (true_label, label), (total_map, count) in sorted(cells.items())
+        ])
+        details = _write_strategies(session, run, classes, grid, seed)
+    audit = RunAudit(run_id=run.id, grid_height=int(grid[0]) if grid else 0, grid_width=int(grid[1]) if grid else 0,
+                     explanations=done, finished_count=run.finished_count, details=details)
+    session.add(audit)
+    session.flush()
+    return audit
+
+
+def _cells_with_pictures(cells: dict, class_count: int) -> set:
+    """The confusion cells the report draws: all of them for a few classes, else the largest off the diagonal."""
+    if class_count <= MAX_GRID_CLASSES:
+        return set(cells)
+    off = sorted((key for key in cells if key[0] != key[1]), key=lambda key: (-cells[key][1], key))
+    return set(off[:LARGEST_CELLS])
+
+
+def _mean_pictures(session: Session, samples: dict) -> dict:
+    """PNG of the mean of each key's sampled images, at most MEAN_IMAGE_SIDE a side; a key whose images cannot all be
+    read (a file stored by reference that is gone) gets none."""
+    wanted = sorted({image_id for ids in samples.values() for image_id in ids})
+    pixels: dict[int, np.ndarray | None] = {}
+    for start in range(0, len(wanted), 500):
+        for image in session.scalars(select(Image).where(Image.id.in_(wanted[start:start + 500]))):
+            try:
+                picture = image.pixels()
+            except ReferenceFileError:
+                picture = None
+            if picture is not None:
+                scale = MEAN_IMAGE_SIDE / max(picture.shape[:2])
+                if scale < 1:
+                    picture = images.resize(picture, max(1, round(picture.shape[0] * scale)),
+                                            max(1, round(picture.shape[1] * scale)))
+                if picture.ndim == 2:
+                    picture = picture[:, :, None]
+                picture = np.repeat(picture, 3, axis=2) if picture.shape[2] == 1 else picture[:, :, :3]
+            pixels[image.id] = picture
+            session.expunge(image)
+    means = {}
+    for key, ids in samples.items():
+        found = [pixels.get(image_id) for image_id in ids]
+        if found and all(p is not None and p.shape == found[0].shape for p in found):
+            means[key] = images.png_bytes(np.mean(np.stack(found).astype(np.float64), axis=0).round().astype(np.uint8))
+    return means
+
+
+def _write_strategies(session: Session, run: Run, classes: dict[int, _Class], grid, seed: int) -> dict:
+    """Group each class, then a second pass for the groups' mean maps; write groups and members."""
+    details, groups_of, stats = {}, {}, []
+    for label, entry in sorted(classes.items()):
+        features = np.concatenate(entry.features).astype(np.float32)
+        image_ids = np.concatenate(entry.image_ids)
+        wrong = np.concatenate(entry.wrong)
+        grouping = find_strategies(features, seed)
+        labelled = wrong >= 0
+        class_rate = float(wrong[labelled].mean()) if labelled.any() else None
+        details[str(label)] = {"groups": int(grouping.groups.max()) + 1, "sampled": grouping.sampled,
+                               "eigenvalues": grouping.eigenvalues}
+        distance = np.empty(len(features), dtype=np.float64)
+        for group in range(int(grouping.groups.max()) + 1):
+            members = grouping.groups == group
+            centre = features[members].mean(axis=0)
+            distance[members] = np.linalg.norm(features[members] - centre, axis=1)
+            errors = int((wrong[members] == 1).sum())
+            known = int((wrong[members] >= 0).sum())
+            rate = errors / known if known else None
+            suspected = (rate is not None and class_rate is not None and errors >= SUSPECT_MIN_ERRORS
+                         and rate - class_rate >= SUSPECT_MARGIN)
+            stats.append({"label": label, "strategy": group, "size": int(members.sum()), "labelled": known,
+                          "errors": errors, "error_rate": rate, "class_error_rate": class_rate,
+                          "suspected": bool(suspected),
+                          "excess": errors - (class_rate or 0) * known})
+        for image_id, group in zip(image_ids.tolist(), grouping.groups.tolist()):
+            groups_of[image_id] = group
+        session.execute(insert(StrategyMember), [
+            {"run_id": run.id, "image_id": image_id, "label": label, "strategy": group, "distance": float(d)}
+            for image_id, group, d in zip(image_ids.tolist(), grouping.groups.tolist(), distance.tolist())
+        ])
+    sums: dict[tuple[int, int], np.ndarray] = {}
+    for rows in _chunks(session, run.id):
+        for row, stack in zip(rows, _chunk_maps(session, rows, grid)):
+            key = (row.predicted_label, groups_of[row.image_id])
+            sums[key] = sums.get(key, 0) + stack[0]
+    stats.sort(key=lambda s: (not s["suspected"], -s["excess"] if s["suspected"] else 0, s["label"], s["strategy"]))
+    for rank, group in enumerate(stats):
+        mean_map = sums[(group["label"], group["strategy"])] / group["size"]
+        group.pop("excess")
+        session.add(StrategyGroup(run_id=run.id, rank=rank, location=relevance.location(mean_map),
+                                  mean_map=relevance.encode_maps(mean_map), **group))
+    session.flush()
+    return details
+
+
+@dataclass
+class GroupView:
+    """A strategy group as the commands and the report show it."""
+
+    label: int
+    class_name: str
+    strategy: int
+    size: int
+    labelled: int
+    errors: int
+    error_rate: float | None
+    class_error_rate: float | None
+    location: str
+    suspected: bool
+    rank: int
+    mean_map: np.ndarray
+    typical: list[tuple[int, str]]  # (image id, source) of its most typical members, most typical first
+
+    def line(self) -> str:
+        """One line for the end-of-run summary."""
+        rate = "-" if self.error_rate is None else f"{self.error_rate:.0%} wrong"
+        versus = "" if self.class_error_rate is None else f" (class: {self.class_error_rate:.0%})"
+        flag = "SUSPECTED SHORTCUT: " if self.suspected else ""
+        return (f"{flag}{self.class_name} group {self.strategy}: {self.size} images, {rate}{versus}, "
+                f"looks at {self.location}")
+
+
+def group_views(session: Session, run: Run, *, limit: int | None = None, typical: int = SHOWN_TYPICAL) -> list[GroupView]:
+    """The run's strategy groups in rank order (suspected shortcuts first), each with its most typical members."""
+    query = select(StrategyGroup).where(StrategyGroup.run_id == run.id).order_by(StrategyGroup.rank)
+    views = []
+    for group in session.scalars(query.limit(limit) if limit else query):
+        members = session.execute(
+            select(StrategyMember.image_id, Image.source).join(Image, Image.id == StrategyMember.image_id)
+            .where(StrategyMember.run_id == run.id, StrategyMember.label == group.label,
+                   StrategyMember.strategy == group.strategy)
+            .order_by(StrategyMember.distance, StrategyMember.image_id).limit(typical)
+        ).all()
+        views.append(GroupView(
+            group.label, run.class_names[group.label], group.strategy, group.size, group.labelled, group.errors,
+            group.error_rate, group.class_error_rate, group.location, group.suspected, group.rank,
+            relevance.decode_maps(group.mean_map), [(image_id, source) for image_id, source in members],
+        ))
+    return views
+
+
+def group_members(session: Session, run_id: int, label: int, strategy: int):
+    """Every member of a group, (image id, source), most typical first; streamed."""
+    return session.execute(
+        select(StrategyMember.image_id, Image.source).join(Image, Image.id == StrategyMember.image_id)
+        .where(StrategyMember.run_id == run_id, StrategyMember.label == label, StrategyMember.strategy == strategy)
+        .order_by(StrategyMember.distance, StrategyMember.image_id)
+        .execution_options(yield_per=1000)
+    )
+
+
+def class_maps(session: Session, run_id: int) -> list[ClassMap]:
+    """The run's class maps (true_label None) and confusion-cell maps."""
+    return list(session.scalars(
+        select(ClassMap).where(ClassMap.run_id == run_id).order_by(ClassMap.true_label.is_not(None),
+                                                                    ClassMap.true_label, ClassMap.predicted_label)
+    ))
+
+
+@dataclass
+class EvidenceRate:
+    class_name: str  # the class the evidence is for: the true label (the predicted one without)
+    images: int
+    pointing: float
+    evidence_share: float
+
+
+def evidence_rates(session: Session, run: Run) -> list[EvidenceRate]:
+    """Per class, over the explanations that have evidence: the pointing rate and the mean evidence share."""
+    label = func.coalesce(Explanation.true_label, Explanation.predicted_label)
+    rows = session.execute(
+        select(label, func.count(), func.avg(case((Explanation.pointing.is_(True), 1.0), else_=0.0)), func.avg(Explanation.evidence_share))
+        .where(Explanation.run_id == run.id, Explanation.status == "ok", Explanation.pointing.is_not(None))
+        .group_by(label).order_by(label)
+    ).all()
+    return [EvidenceRate(run.class_names[key], int(n), float(pointing), float(share)) for key, n, pointing, share in rows]
