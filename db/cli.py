@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Optional
 
+import numpy as np
 import typer
 
 from core.cli import Output, OutputFormat, fail, failing_on, show_table, write_rows
@@ -127,17 +129,126 @@ def faithfulness_line(row) -> str:
     )
 
 
+STRATEGY_COLUMNS = ("rank", "label", "strategy", "size", "errors", "error_rate", "class_error_rate", "where",
+                    "suspected", "typical")
+
+
+@app.command()
+def strategies(
+    run: str = typer.Option(..., help="Run id or name."),
+    format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table | csv | json (json: every member)."),
+) -> None:
+    """Where the model looks, per predicted class: groups of explanations that look at the same place (spectral
+    relevance analysis), suspected shortcuts first (a group whose error rate is well above its class's). The run is
+    audited first if it has changed since its last audit."""
+    from audit.service import ensure_audit, group_members, group_views
+
+    with session_factory()() as session, failing_on(reads.RunNotFound):
+        found = reads.find_run(session, run)
+        with console.status(f"auditing run {found.id}..."):
+            ensure_audit(session, found)
+        groups = group_views(session, found)
+        if format is OutputFormat.json:
+            rows = [{
+                "label": group.class_name, "strategy": group.strategy, "size": group.size, "errors": group.errors,
+                "error_rate": group.error_rate, "class_error_rate": group.class_error_rate, "where": group.location,
+                "suspected": group.suspected,
+                "members": [{"image_id": image_id, "source": source}
+                            for image_id, source in group_members(session, found.id, group.label, group.strategy)],
+            } for group in groups]
+        else:
+            rows = [{
+                "rank": group.rank + 1, "label": group.class_name, "strategy": group.strategy, "size": group.size,
+                "errors": group.errors, "error_rate": group.error_rate, "class_error_rate": group.class_error_rate,
+                "where": group.location, "suspected": group.suspected,
+                "typical": " ".join(str(image_id) for image_id, _ in group.typical),
+            } for group in groups]
+    if not groups:
+        fail(f"run {found.id} has no explained images to group")
+    write_rows(rows, STRATEGY_COLUMNS, format, title=f"strategies in run {found.id} ({found.name}), suspected first")
+
+
+@app.command()
+def maps(
+    run: str = typer.Option(..., help="Run id or name."),
+    out: Path = typer.Option(..., help="Folder for the PNG files (made if missing)."),
+) -> None:
+    """The run's mean maps as PNGs over the mean of their images: one per predicted class
+    (class_<name>.png), one per confusion cell (cell_<true>_as_<predicted>.png), one per strategy group
+    (strategy_<class>_<n>.png). Red: towards the class, blue: away."""
+    from audit.service import class_maps, ensure_audit, group_views
+    from report import pictures
+
+    with session_factory()() as session, failing_on(reads.RunNotFound):
+        found = reads.find_run(session, run)
+        with console.status(f"auditing run {found.id}..."):
+            ensure_audit(session, found)
+        out.mkdir(parents=True, exist_ok=True)
+        names = found.class_names
+        written = 0
+        for row in class_maps(session, found.id):
+            if row.true_label is None:
+                stem = f"class_{safe_name(names[row.predicted_label])}"
+            else:
+                stem = f"cell_{safe_name(names[row.true_label])}_as_{safe_name(names[row.predicted_label])}"
+            (out / f"{stem}.png").write_bytes(pictures.map_picture(row.mean_map, row.mean_image))
+            written += 1
+        for group in group_views(session, found, typical=0):
+            (out / f"strategy_{safe_name(group.class_name)}_{group.strategy}.png").write_bytes(
+                pictures.map_picture(group.mean_map))
+            written += 1
+    console.print(f"{written} PNG files of run {found.id} in {out}")
+
+
+COMPARE_CLASS_COLUMNS = ("class", "images", "map_correlation", "top_overlap")
+
+
 @app.command()
 def compare(
     run_a: str = typer.Argument(..., help="First run (id or name)."),
     run_b: str = typer.Argument(..., help="Second run (id or name)."),
+    every: bool = typer.Option(False, "--all", help="Every image both runs explained, not only those whose prediction changed."),
+    by_class: bool = typer.Option(False, "--by-class", help="One row per class: how alike the two runs' maps are."),
+    maps_out: Optional[Path] = typer.Option(None, "--maps", help="Also write per class A's mean map, B's, and B - A as PNGs here."),
     format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table | csv | json."),
 ) -> None:
-    """Images explained in both runs whose prediction changed (e.g. two models on the same set)."""
+    """Two runs on the same images (e.g. two models): the images whose prediction changed, with how alike the two
+    explanations are (map_correlation: Spearman's rank correlation of the two predicted-label maps; top_overlap: the
+    overlap of their top tenths); --by-class for the mean per class (the true class, else A's prediction)."""
+    from audit.compare import class_comparison
+    from audit.service import ensure_audit
+
     with session_factory()() as session, failing_on(reads.RunNotFound):
         a, b = reads.find_run(session, run_a), reads.find_run(session, run_b)
-        rows = reads.prediction_changes(session, a.id, b.id)
-    write_rows(rows, reads.CHANGE_COLUMNS, format, title=f"predictions that changed from run {a.id} to run {b.id}")
+        with console.status("auditing both runs (their maps)..."):
+            ensure_audit(session, a)
+            ensure_audit(session, b)
+        per_image, classes = class_comparison(session, a, b)
+        changed = reads.prediction_changes(session, a.id, b.id)
+        if every:
+            changed = reads.shared_predictions(session, a.id, b.id)
+    if maps_out is not None:
+        from report.pictures import map_picture
+
+        maps_out.mkdir(parents=True, exist_ok=True)
+        for entry in classes:
+            stem = safe_name(entry.class_name)
+            scale = float(max(np.abs(entry.map_a).max(), np.abs(entry.map_b).max()))
+            (maps_out / f"{stem}_a.png").write_bytes(map_picture(entry.map_a, scale=scale))
+            (maps_out / f"{stem}_b.png").write_bytes(map_picture(entry.map_b, scale=scale))
+            (maps_out / f"{stem}_b-minus-a.png").write_bytes(map_picture(entry.difference))
+        console.print(f"{3 * len(classes)} PNG files in {maps_out}")
+    if by_class:
+        rows = [{"class": c.class_name, "images": c.images, "map_correlation": round(c.correlation, 4),
+                 "top_overlap": round(c.overlap, 4)} for c in classes]
+        write_rows(rows, COMPARE_CLASS_COLUMNS, format, title=f"run {a.id} against run {b.id}, per class")
+        return
+    for row in changed:
+        correlation, overlap = per_image.get(row["image_id"], (None, None))
+        row["map_correlation"] = None if correlation is None else round(correlation, 4)
+        row["top_overlap"] = None if overlap is None else round(overlap, 4)
+    title = f"{'images of' if every else 'predictions that changed from'} run {a.id} {'and' if every else 'to'} run {b.id}"
+    write_rows(changed, (*reads.CHANGE_COLUMNS, "map_correlation", "top_overlap"), format, title=title)
 
 
 @app.command()

@@ -225,6 +225,15 @@ def explanation_details(
 
 def prediction_changes(session: Session, run_a: int, run_b: int) -> list[dict]:
     """Images explained in both runs whose predicted label differs (e.g. two models on one set)."""
+    return _shared(session, run_a, run_b, "AND pa.name <> pb.name ")
+
+
+def shared_predictions(session: Session, run_a: int, run_b: int) -> list[dict]:
+    """Every image explained in both runs, with both predictions."""
+    return _shared(session, run_a, run_b, "")
+
+
+def _shared(session: Session, run_a: int, run_b: int, condition: str) -> list[dict]:
     rows = session.execute(
         text(
             "SELECT a.image_id, i.source, ta.name AS true_label, pa.name AS predicted_a, "
@@ -235,7 +244,7 @@ def prediction_changes(session: Session, run_a: int, run_b: int) -> list[dict]:
             "JOIN run_classes pa ON pa.run_id = a.run_id AND pa.label = a.predicted_label "
             "JOIN run_classes pb ON pb.run_id = b.run_id AND pb.label = b.predicted_label "
             "LEFT JOIN run_classes ta ON ta.run_id = a.run_id AND ta.label = a.true_label "
-            "WHERE a.run_id = :run_a AND a.status = 'ok' AND b.status = 'ok' AND pa.name <> pb.name "
+            "WHERE a.run_id = :run_a AND a.status = 'ok' AND b.status = 'ok' " + condition +
             "ORDER BY a.image_id"
         ),
         {"run_a": run_a, "run_b": run_b},

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from sqlalchemy import insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from db.models import Image, ModelFile, Run, RunClass, RunImage, utcnow
+from audit.maps import encode_mask
+from db.models import Image, ImageEvidence, ModelFile, Run, RunClass, RunImage, utcnow
 
 
 def store_model_file(session: Session, sha256: str, content: bytes, metadata: dict) -> None:
@@ -104,3 +107,17 @@ def add_images(session: Session, run: Run, images: list[NewImage]) -> tuple[list
         session.execute(insert(RunImage), members)
         session.execute(update(Run).where(Run.id == run.id).values(image_count=Run.image_count + len(members)))
     return [member["image_id"] for member in members], created
+
+
+def store_evidence(session: Session, masks: dict[str, np.ndarray]) -> None:
+    """Each image's evidence mask, by the image's content hash: stored once per image (given again, replaced)."""
+    if not masks:
+        return
+    ids = dict(session.execute(select(Image.sha256, Image.id).where(Image.sha256.in_(list(masks)))).all())
+    upsert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = upsert(ImageEvidence)
+    session.execute(
+        statement.on_conflict_do_update(index_elements=["image_id"],
+                                        set_={"mask": statement.excluded.mask, "pixels": statement.excluded.pixels}),
+        [{"image_id": ids[sha], "mask": encode_mask(mask), "pixels": int(mask.sum())} for sha, mask in masks.items()],
+    )

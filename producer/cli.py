@@ -11,12 +11,14 @@ from typing import NoReturn, Optional
 
 import typer
 from rich.console import Console
+from sqlalchemy import func, select
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from core.cli import USAGE_ERROR, Output, OutputFormat, fail, failing_on, show_pairs, write_rows
 from core.settings import cpu_count, reload_settings, settings
 from db import reads
+from db.models import StrategyGroup
 from db.session import session_factory
 from models.contract import PREPROCESS_FAMILIES
 from models.datasets import DATASET_NAMES
@@ -74,6 +76,12 @@ RUN_OPTIONS = {
         f"{' | '.join(PREPROCESS_FAMILIES)}.")),
     "skip_bad": (bool, typer.Option(
         False, "--skip-bad", help="Explain the good images and record the bad ones on the run (default: list them all, stop).")),
+    "evidence": (Optional[Path], typer.Option(
+        None, help="With --folder: a folder of masks, one per image at the same relative path (or that path with "
+        ".png); non-zero pixels are the evidence the audit's pointing is measured against.")),
+    "boxes": (Optional[Path], typer.Option(
+        None, help="With --folder: a CSV of evidence boxes, path,x0,y0,x1,y1 (pixels of the image as stored, x1 and y1 "
+        "exclusive; several rows per image: their union).")),
     "images_mode": (str, typer.Option(
         "copy", "--images", metavar="copy|reference",
         help="copy: the pixels as PNG in the database, so results outlive the files (default); reference: the file's "
@@ -126,6 +134,11 @@ def prepare_run(**options):
             prepared = service.prepare_run(**options, echo=console.print, progress=progress)
     except service.BadFilesError as error:
         list_bad_files(error)
+    except service.EvidenceError as error:
+        print(f"error: {error}" + (":" if error.problems else ""), file=sys.stderr)
+        for line in error.problems:
+            print(f"  {line}", file=sys.stderr)
+        raise typer.Exit(USAGE_ERROR)
     except (service.EnqueueError, sources.SourceError, ContractError, ValueError) as error:
         fail(str(error))
     source, contract = prepared.source, prepared.model.contract
@@ -138,6 +151,8 @@ def prepare_run(**options):
         console.print(f"[yellow]skipping {len(prepared.skipped)} images that cannot be explained[/] (recorded on the run):")
         for bad in prepared.skipped:
             console.print(f"  {bad.reason}", markup=False, highlight=False)
+    if prepared.evidence is not None:
+        console.print(f"evidence: {prepared.evidence.description}")
     console.print(f"input: {contract.describe()}")
     for note in contract.notes:
         console.print(f"  {note}", markup=False, highlight=False)
@@ -257,6 +272,7 @@ def local(
     print_summary(summary)
     if summary.counts.labelled:
         write_rows(rows, reads.MISCLASSIFIED_COLUMNS, OutputFormat.table, title=f"misclassified in run {run_id}")
+    print_strategies(run_id)
     console.print(f"results: {settings.database}  (python -m db misclassified --run {run_id})")
 
 
@@ -320,6 +336,7 @@ def follow(run_id: int, summary: bool = True, watch=None) -> None:
     if summary:
         with Session() as session:
             print_summary(summarise_run(session, reads.find_run(session, run_id)))
+        print_strategies(run_id)
 
 
 @contextmanager
@@ -378,6 +395,29 @@ def warning(out: Console, text: str, title: str = "WARNING") -> None:
         out.print(Panel(text, title=title, border_style="red", style="bold red"))
     else:
         out.print(f"{title}: {text}", markup=False, highlight=False)
+
+
+SHOWN_STRATEGIES = 8
+
+
+def print_strategies(run_id: int) -> None:
+    """The run's audit (made now), one line per strategy group, suspected shortcuts first."""
+    from audit.service import ensure_audit, group_views
+
+    with session_factory()() as session:
+        run = reads.find_run(session, run_id)
+        with counting("auditing") as progress:
+            ensure_audit(session, run, progress=progress)
+        groups = group_views(session, run, limit=SHOWN_STRATEGIES + 1, typical=0)
+        total = session.scalar(select(func.count()).select_from(StrategyGroup).where(StrategyGroup.run_id == run_id))
+    if not groups:
+        return
+    console.print(f"[bold]strategies[/] (where the model looks, grouped per predicted class; "
+                  f"python -m db strategies --run {run_id}):")
+    for group in groups[:SHOWN_STRATEGIES]:
+        console.print(f"  {group.line()}", markup=False, highlight=False, style="bold red" if group.suspected else None)
+    if total > SHOWN_STRATEGIES:
+        console.print(f"  and {total - SHOWN_STRATEGIES} more groups")
 
 
 def print_summary(summary: RunSummary) -> None:

@@ -25,6 +25,7 @@ from db import jobs, reads, runs
 from db.models import Image, Run, RunImage
 from models.artifacts import ModelFileError, ModelMetadata, default_model_path, inspect_model_file
 from models.contract import ContractError, InputContract, decide_contract, parse_value_range
+from producer.evidence import Evidence, EvidenceError
 from producer.sources import Entry, Read, Rejected, Source, SourceError
 from worker.engine import ExplainParams
 from worker.input_check import sample_positions
@@ -109,17 +110,18 @@ def prepare_run(
     segmentation: str | None = None, n_segments: int | None = None,
     hide: str | None = None, preset: str | None = None, stability: int = 0, top_labels: int | None = None,
     seed: int = 0, limit: int | None = None, resize: bool = False, value_range: str | None = None,
-    preprocess: str | None = None, skip_bad: bool = False, images_mode: str = "copy", echo=print, progress=None,
+    preprocess: str | None = None, skip_bad: bool = False, images_mode: str = "copy", evidence: Path | None = None,
+    boxes: Path | None = None, echo=print, progress=None,
 ) -> "PreparedRun":
     """A run from the producer's options, ready to store: the explanation settings (a preset, then the options
     given), the model (the demo one trained if missing) and its input contract, the source listed and every image
     checked (`progress(done, total)` as they are).
 
-    Raises EnqueueError, SourceError, ContractError or ValueError (bad settings) with a one-line message, or
-    BadFilesError listing every image that cannot be explained.
+    Raises EnqueueError, SourceError, ContractError or ValueError (bad settings) with a one-line message,
+    BadFilesError listing every image that cannot be explained, or EvidenceError listing every unusable mask or box.
     """
     from models.datasets import DATASET_NAMES
-    from producer import sources
+    from producer import evidence as evidence_of, sources
     from worker.engine import ARTICLE_PRESET, AUTO
 
     if sum(x is not None for x in (dataset, folder, npz)) > 1:
@@ -158,7 +160,8 @@ def prepare_run(
         source = sources.from_npz(npz, limit)
     else:
         source = sources.from_builtin(dataset, choice.metadata, limit)
-    return prepare(choice, source, params, resize=resize, skip_bad=skip_bad, images_mode=images_mode, progress=progress)
+    return prepare(choice, source, params, resize=resize, skip_bad=skip_bad, images_mode=images_mode,
+                   evidence=evidence_of.for_source(source, evidence, boxes), progress=progress)
 
 
 @dataclass
@@ -173,19 +176,22 @@ class PreparedRun:
     resized: int = 0  # images of another size that --resize scales
     images_mode: str = "copy"
     skipped: list[Rejected] = field(default_factory=list)  # with --skip-bad: the images left out, each with its reason
+    evidence: Evidence | None = None  # where each image's evidence is, stored with it
 
 
 def prepare(
     model: ModelChoice, source: Source, params: ExplainParams, *, resize: bool = False, skip_bad: bool = False,
-    images_mode: str = "copy", progress=None,
+    images_mode: str = "copy", evidence: Evidence | None = None, progress=None,
 ) -> PreparedRun:
     """Read every image of the source once, keeping no pixels: match class names, count what --resize scales, and set
     aside every image that cannot be explained. Raises BadFilesError listing all of them, unless `skip_bad` (then
-    they are recorded on the run); raises EnqueueError when no image is left."""
+    they are recorded on the run); raises EnqueueError when no image is left, EvidenceError when any of the
+    evidence cannot be used (a mask of another size than its image, a box outside it, evidence for no image)."""
     height, width = model.metadata.input_shape[:2]
     class_names = run_class_names(model, source)
     good: list[Entry] = []
     bad: list[Rejected] = []
+    unusable: list[str] = []
     resized = 0
     total = len(source.entries)
     for done, read in enumerate(source.read(source.entries), start=1):
@@ -195,14 +201,19 @@ def prepare(
         else:
             good.append(read.entry)
             resized += read.pixels.shape[:2] != (height, width)
+            if evidence is not None:
+                unusable.append(evidence.problem(read.entry, read.pixels.shape[:2], (height, width)))
         if progress is not None:
             progress(done, total)
     source.entries = good
+    unusable = [line for line in unusable if line is not None] + (evidence.unmatched() if evidence else [])
+    if unusable:
+        raise EvidenceError(f"{len(unusable)} problems with {evidence.description} (nothing was stored)", unusable)
     if bad and not skip_bad:
         raise BadFilesError(bad, total)
     if not source.entries:
         raise EnqueueError(f"{source.description} holds no images that can be explained")
-    return PreparedRun(model, source, params, class_names, resized, images_mode, skipped=bad)
+    return PreparedRun(model, source, params, class_names, resized, images_mode, skipped=bad, evidence=evidence)
 
 
 def problem(source: Source, read: Read, size: tuple[int, int], classes: int, resize: bool) -> str | None:
@@ -230,6 +241,16 @@ def new_image(source: Source, read: Read, size: tuple[int, int], images_mode: st
         png = images.png_bytes(pixels)
     return runs.NewImage(images.pixels_sha256(pixels), None if path else png, source.origin(read.entry), width, height,
                          channels, read.entry.true_label, path)
+
+
+def evidence_masks(evidence: Evidence, reads: list[Read], stored: list[runs.NewImage]) -> dict[str, "np.ndarray"]:
+    """The chunk's evidence masks at the images' stored size, by content hash; images without evidence left out."""
+    masks = {}
+    for read, image in zip(reads, stored):
+        mask = evidence.mask(read.entry, read.pixels.shape[:2], (image.height, image.width))
+        if mask is not None:
+            masks[image.sha256] = mask
+    return masks
 
 
 def _metadata_dict(metadata: ModelMetadata) -> dict:
@@ -299,8 +320,10 @@ def enqueue(session_factory, app, prepared: PreparedRun, *, name: str | None = N
             for start in range(0, len(order), ENQUEUE_CHUNK):
                 chunk = list(islice(stream, ENQUEUE_CHUNK))
                 runs.defer_durability(session)
-                added, new = runs.add_images(session, run, [new_image(source, read, size, prepared.images_mode)
-                                                            for read in chunk])
+                stored_images = [new_image(source, read, size, prepared.images_mode) for read in chunk]
+                added, new = runs.add_images(session, run, stored_images)
+                if prepared.evidence is not None:
+                    runs.store_evidence(session, evidence_masks(prepared.evidence, chunk, stored_images))
                 session.commit()
                 created += new
                 if start == 0:
@@ -385,6 +408,6 @@ def wait_for_run(session_factory, run_id: int, on_progress, poll_s: float = 0.5)
 
 
 __all__ = [
-    "BadFilesError", "EnqueueError", "SourceError", "choose_model", "enqueue", "ensure_demo_model", "prepare",
+    "BadFilesError", "EnqueueError", "EvidenceError", "SourceError", "choose_model", "enqueue", "ensure_demo_model", "prepare",
     "prepare_run", "resume", "wait_for_run",
 ]

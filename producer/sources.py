@@ -87,6 +87,7 @@ class Source:
 class BuiltinSource(Source):
     array: np.ndarray | None = None  # the validation split's images (a built-in set is small and fixed)
     dataset: str = ""
+    masks: np.ndarray | None = None  # each image's known evidence, for the sets that have one
 
     def name(self, entry: Entry) -> str:
         return f"{self.dataset}[{entry.key}]"
@@ -180,7 +181,8 @@ def from_builtin(name: str, metadata: ModelMetadata | None, limit: int | None) -
         data = load_dataset(name)
     count = len(data.y_val) if limit is None else min(limit, len(data.y_val))
     entries = [Entry(i, int(data.y_val[i])) for i in range(count)]
-    return BuiltinSource(f"{name} validation split", entries, list(data.class_names), array=data.x_val, dataset=name)
+    return BuiltinSource(f"{name} validation split", entries, list(data.class_names), array=data.x_val, dataset=name,
+                         masks=data.val_masks)
 
 
 def from_folder(folder: Path, limit: int | None) -> FolderSource:

@@ -96,3 +96,27 @@ def heatmap(image: np.ndarray, segments: np.ndarray, weights: np.ndarray) -> byt
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+MAP_SIDE = 128  # pixels: a mean map drawn at this size, whatever its grid
+
+
+def map_picture(mean_map: np.ndarray | bytes, mean_image: bytes | None = None, *, scale: float | None = None) -> bytes:
+    """A PNG of a relevance map (audit.maps; encoded or an array), red towards the class, blue away, scaled by its
+    largest absolute value (or `scale`), over the greyed mean image (a PNG) when there is one."""
+    from PIL import Image
+
+    from audit.maps import decode_maps
+    from core.images import png_pixels
+
+    values = decode_maps(mean_map) if isinstance(mean_map, bytes) else np.asarray(mean_map, dtype=np.float32)
+    peak = float(np.abs(values).max()) if scale is None else scale
+    side = MAP_SIDE / max(values.shape)
+    size = (max(1, round(values.shape[1] * side)), max(1, round(values.shape[0] * side)))
+    colours = diverging_colours(values / peak if peak > 1e-9 else np.zeros_like(values))
+    big = np.asarray(Image.fromarray(to_uint8(np.clip(colours, 0, 1))).resize(size, Image.Resampling.BILINEAR)) / 255.0
+    if mean_image is not None:
+        picture = drawable(png_pixels(mean_image))
+        grey = np.asarray(Image.fromarray(to_uint8(picture.mean(axis=2))).resize(size, Image.Resampling.BILINEAR)) / 255.0
+        big = 0.35 * grey[..., None] + 0.65 * big
+    return encode_png(big)
