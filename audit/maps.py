@@ -4,7 +4,6 @@ run, so that explanations of different images (whose superpixels differ) can be 
 
 from __future__ import annotations
 
-import io
 from functools import lru_cache
 
 import numpy as np
@@ -50,14 +49,20 @@ def explanation_maps(segments: np.ndarray, weights: dict[int, np.ndarray], predi
 
 
 def encode_maps(maps: np.ndarray) -> bytes:
-    """Maps as stored: float16 (enough for a picture and a mean), with their shape."""
-    buffer = io.BytesIO()
-    np.save(buffer, np.asarray(maps, dtype=np.float16), allow_pickle=False)
-    return buffer.getvalue()
+    """Maps as stored: their shape (three uint16: layers, height, width; a single map has no layer count of its own
+    and is stored as one layer with a zero flag) then float16 values (enough for a picture and a mean). Read back in
+    microseconds, which matters at a hundred thousand rows."""
+    maps = np.asarray(maps, dtype=np.float16)
+    single = maps.ndim == 2
+    stack = maps[None] if single else maps
+    return np.array([stack.shape[0], *stack.shape[1:], int(single)], dtype=np.uint16).tobytes() + stack.tobytes()
 
 
 def decode_maps(blob: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(blob), allow_pickle=False).astype(np.float32)
+    """(layers, height, width), or (height, width) for a single map, as float32."""
+    layers, height, width, single = np.frombuffer(blob, dtype=np.uint16, count=4)
+    values = np.frombuffer(blob, dtype=np.float16, offset=8).astype(np.float32)
+    return values.reshape(height, width) if single else values.reshape(layers, height, width)
 
 
 def features(maps: np.ndarray) -> np.ndarray:
