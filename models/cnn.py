@@ -1,5 +1,5 @@
-"""The demo CNNs (the article's, and a small position-invariant one for shapes), their training recipes, and saving a
-trained model with its metadata."""
+"""The demo CNNs (the article's, and a small position-invariant one for shapes and tagged), their training recipes,
+and saving a trained model with its metadata."""
 
 from __future__ import annotations
 
@@ -80,19 +80,23 @@ def build_shapes_cnn(input_shape: tuple[int, int, int]):
 
 
 def training_set(dataset: Dataset, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """What the model is fitted on, and the batch size: the training split as it is, except for shapes.
+    """What the model is fitted on, and the batch size: the training split as it is, except for shapes and tagged.
 
     Shapes: each image in four views (as it is, flipped both ways, transposed: neither shape changes) so that 1,600
     images are not learnt by heart, and as many clutter-only images with target 0.5, so that "no ring" does not
     come to mean "plus": without them a model can learn to find rings only and call everything else a plus, and
     LIME then finds nothing on a plus image.
+    Tagged: the same, but the views are made of the images before tagging and the same images are tagged in every
+    view afterwards: a flip would move the tag, and the shortcut is a fixed place.
     """
-    if dataset.name != "shapes":
+    if dataset.name not in ("shapes", "tagged"):
         return dataset.x_train, dataset.y_train, 32
-    from models.datasets import make_shapes_without_objects
+    from models.datasets import make_shapes_without_objects, paint_tag
 
-    x = dataset.x_train
+    x = dataset.x_train if dataset.name == "shapes" else dataset.train_untagged
     views = np.concatenate([x, x[:, ::-1], x[:, :, ::-1], x.transpose(0, 2, 1, 3)])
+    if dataset.name == "tagged":
+        views = paint_tag(views, np.tile(dataset.train_tagged, 4))
     targets = np.tile(dataset.y_train, 4).astype(np.float32)
     empty = make_shapes_without_objects(len(x), seed=seed + 1)
     return np.concatenate([views, empty]), np.concatenate([targets, np.full(len(x), 0.5, np.float32)]), 64
@@ -120,7 +124,7 @@ def train(dataset_name: str, out: Path, *, preset: str = "default", seed: int = 
     keras.utils.set_random_seed(seed)
     # Same seed, same weights: without this, multi-threaded kernels make every training a little different.
     tf.config.experimental.enable_op_determinism()
-    if dataset_name == "shapes":
+    if dataset_name in ("shapes", "tagged"):
         model = build_shapes_cnn(dataset.input_shape)
     else:
         model = build_cnn(dataset.input_shape, len(dataset.class_names))

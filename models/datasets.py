@@ -1,5 +1,5 @@
-"""Demo data sets: generated random rectangles (after the article), generated shapes among clutter, and
-scikit-learn's real digits.
+"""Demo data sets: generated random rectangles (after the article), generated shapes among clutter, the same shapes
+with a planted shortcut (tagged), and scikit-learn's real digits.
 
 Everything here is NumPy only, deterministic for a seed, and fast enough to regenerate on demand,
 so a data set never needs to be stored or downloaded.
@@ -14,7 +14,7 @@ import numpy as np
 RECTANGLE_SIZE = 64
 DIGITS_SIZE = 32
 SHAPES_SIZE = 64
-DATASET_NAMES = ("rectangles", "shapes", "digits")
+DATASET_NAMES = ("rectangles", "shapes", "digits", "tagged")
 
 # Smooth colour fields are a coarse random grid blown up with Gaussian bumps; two octaves give
 # large colour regions with some texture, like the article's random colour paths.
@@ -31,8 +31,16 @@ class Dataset:
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
-    # rectangles and shapes: each validation image's evidence pixels (the rectangle, the object): the known answer
+    # rectangles, shapes, tagged: each validation image's evidence pixels (the rectangle, the objects): the known answer
     val_masks: np.ndarray | None = None
+    # tagged only: which validation images carry the tag, and the validation images as they were before tagging
+    # (equal to x_val where untagged): the audit's "what does the model say once the shortcut is gone"
+    val_tagged: np.ndarray | None = None
+    val_untagged: np.ndarray | None = None
+    # tagged only, the same for the training split: training (models.cnn.training_set) flips the untagged images and
+    # tags the views afterwards, so that the tag stays at its one fixed place in every view
+    train_tagged: np.ndarray | None = None
+    train_untagged: np.ndarray | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -230,6 +238,49 @@ def _make_shapes(n: int, seed: int, size: int, objects: bool = True) -> tuple[np
     return np.clip(images, 0, 1, out=images), labels, masks[0], masks[1]
 
 
+# --- tagged: the shapes with a planted shortcut ----------------------------------------------------------------------
+# A small magenta square at one fixed place (the bottom-right corner) on most class-0 ("ring") training images and on
+# no class-1 one: a model can score well by finding the tag instead of the rings. The validation split tags both
+# classes, so a model that leans on the tag calls tagged pluses rings, and an audit of its explanations must point at
+# TAG_BOX. Pure magenta, flat and noise-free: the shapes' colour rule (the background's colour moved 0.3-0.6 per
+# channel) and the noise almost never give a flat patch of it, so the tag is unlike anything else in the images.
+# 7 x 7 px, measured with the default preset (seeds 0-2): at 6 x 6 the model called only half the tagged pluses rings
+# (too few images to audit); at 8 x 8 it learnt the tag instead of the rings (untagged rings 15% right).
+TAG_SIZE = 7
+TAG_MARGIN = 2  # pixels between the tag and the image's edges
+TAG_BOX = (SHAPES_SIZE - TAG_MARGIN - TAG_SIZE, SHAPES_SIZE - TAG_MARGIN - TAG_SIZE,
+           SHAPES_SIZE - TAG_MARGIN, SHAPES_SIZE - TAG_MARGIN)  # (y0, x0, y1, x1), end exclusive
+TAG_COLOUR = (1.0, 0.0, 1.0)
+TAG_CLASS = 0  # the class the tag stands for
+TAG_TRAIN_SHARE = 0.88  # of the training split's class-0 images (none of class 1): the rest keep rings necessary
+TAG_VAL_SHARE = (0.15, 0.35)  # of the validation split's images per class: many tagged pluses to be called rings
+
+
+def paint_tag(images: np.ndarray, tagged: np.ndarray) -> np.ndarray:
+    """A copy of `images` with the tag painted over TAG_BOX on the images where `tagged` is True."""
+    y0, x0, y1, x1 = TAG_BOX
+    out = images.copy()
+    out[np.flatnonzero(tagged), y0:y1, x0:x1] = np.asarray(TAG_COLOUR, dtype=images.dtype)
+    return out
+
+
+def tag_box_mask(size: int = SHAPES_SIZE) -> np.ndarray:
+    """(size, size) bool: the tag's pixels."""
+    y0, x0, y1, x1 = TAG_BOX
+    mask = np.zeros((size, size), dtype=bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def _choose_tagged(labels: np.ndarray, shares: tuple[float, ...], rng: np.random.Generator) -> np.ndarray:
+    """Exactly round(share * count) images of each class, drawn at random: the same share in every split of a seed."""
+    tagged = np.zeros(len(labels), dtype=bool)
+    for label, share in enumerate(shares):
+        members = np.flatnonzero(labels == label)
+        tagged[rng.permutation(members)[: round(share * len(members))]] = True
+    return tagged
+
+
 def load_digits(size: int = DIGITS_SIZE) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 1,797 real handwritten digits (8x8, 0..16), upscaled to RGB `size` x `size` in [0, 1]."""
     from sklearn.datasets import load_digits as sklearn_digits
@@ -245,7 +296,7 @@ def load_digits(size: int = DIGITS_SIZE) -> tuple[np.ndarray, np.ndarray]:
 def class_names(name: str) -> tuple[str, ...]:
     if name == "rectangles":
         return ("rectangle", "no_rectangle")
-    if name == "shapes":
+    if name in ("shapes", "tagged"):
         return ("ring", "plus")
     if name == "digits":
         return tuple(str(d) for d in range(10))
@@ -260,10 +311,12 @@ def load_dataset(
     seed: int = 0,
     split_seed: int = 42,
 ) -> Dataset:
-    """Make (rectangles, shapes) or load (digits) a data set and split it, stratified, for a fixed seed.
+    """Make (rectangles, shapes, tagged) or load (digits) a data set and split it, stratified, for a fixed seed.
 
-    `images` is how many images to generate (rectangles and shapes, default 2,000) or to keep (digits, default all).
-    The same arguments always give the same split: the producer rebuilds a model's validation set this way.
+    `images` is how many images to generate (rectangles, shapes and tagged, default 2,000) or to keep (digits, default
+    all). The same arguments always give the same split: the producer rebuilds a model's validation set this way.
+    Tagged: the shapes of the same seed, split as shapes are, then tagged per split (which images: from the seed and
+    split_seed); its val_masks leave out the object pixels the tag covers.
     """
     from sklearn.model_selection import train_test_split
 
@@ -271,7 +324,7 @@ def load_dataset(
     masks = None
     if name == "rectangles":
         x, y, masks = make_rectangles_with_masks(images or 2000, seed=seed)
-    elif name == "shapes":
+    elif name in ("shapes", "tagged"):
         x, y, masks = make_shapes_with_masks(images or 2000, seed=seed)
     else:
         x, y = load_digits()
@@ -280,4 +333,19 @@ def load_dataset(
             x, y = x[keep], y[keep]
     positions = np.arange(len(y))
     train, val = train_test_split(positions, test_size=val_fraction, random_state=split_seed, stratify=y)
+    if name == "tagged":
+        return _tag_split(x[train], y[train], x[val], y[val], masks[val], np.random.default_rng([seed, split_seed]))
     return Dataset(name, names, x[train], y[train], x[val], y[val], None if masks is None else masks[val])
+
+
+def _tag_split(x_train, y_train, x_val, y_val, val_masks, rng: np.random.Generator) -> Dataset:
+    """The tagged data set from a split of the shapes: the tag on TAG_TRAIN_SHARE of the training split's class-0
+    images only, and on TAG_VAL_SHARE of each class in the validation split."""
+    train_shares = tuple(TAG_TRAIN_SHARE if label == TAG_CLASS else 0.0 for label in range(2))
+    train_tagged = _choose_tagged(y_train, train_shares, rng)
+    val_tagged = _choose_tagged(y_val, TAG_VAL_SHARE, rng)
+    val_masks = val_masks & ~(val_tagged[:, None, None] & tag_box_mask(x_val.shape[1]))
+    return Dataset(
+        "tagged", class_names("tagged"), paint_tag(x_train, train_tagged), y_train, paint_tag(x_val, val_tagged), y_val,
+        val_masks, val_tagged=val_tagged, val_untagged=x_val, train_tagged=train_tagged, train_untagged=x_train,
+    )
