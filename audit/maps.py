@@ -66,15 +66,18 @@ def decode_maps(blob: bytes) -> np.ndarray:
 
 
 def features(maps: np.ndarray) -> np.ndarray:
-    """(n, d) from (n, gh, gw) predicted-label maps: where the evidence FOR the decision lies (the positive part),
-    averaged onto at most FEATURE_GRID cells a side, scaled to unit length (a map without positive weight stays 0).
-    Two explanations that look at the same place are close, whatever their weights' scale."""
+    """(n, d) from (n, gh, gw) predicted-label maps: where the evidence FOR the decision lies, as shares. The positive
+    part, averaged onto at most FEATURE_GRID cells a side, scaled to sum 1 (a map without positive weight stays 0):
+    two explanations that put the same share of their evidence on the same place are close, whatever their weights'
+    scale, and one that splits its evidence between two places lies between the two. (Scaled to unit length instead,
+    the tagged demo's images that lean on the tag and the tagged rings that only glance at it fell in one group:
+    precision 0.69 against 0.92; benchmarks.audit.)"""
     positive = np.clip(maps, 0, None)
     grid = (min(FEATURE_GRID, maps.shape[1]), min(FEATURE_GRID, maps.shape[2]))
     rows, cols = area_matrix(maps.shape[1], grid[0]).astype(np.float32), area_matrix(maps.shape[2], grid[1]).astype(np.float32)
     pooled = (rows @ positive @ cols.T).reshape(len(maps), -1)
-    norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-    return (pooled / np.where(norms > 0, norms, 1)).astype(np.float32)
+    totals = pooled.sum(axis=1, keepdims=True)
+    return (pooled / np.where(totals > 0, totals, 1)).astype(np.float32)
 
 
 ROWS = ("top", "middle", "bottom")
