@@ -222,12 +222,35 @@ def pipeline_table(saved: dict) -> str:
             + f"\n\nCPU seconds meanwhile, by role: {cpu}.\n\n{provenance(saved)}")
 
 
+def audit_table(saved: dict) -> str:
+    r = saved["result"]
+    rows = [
+        ["shortcut group vs the leaning images: precision / recall / F1",
+         f"{r['shortcut_precision']:.2f} / {r['shortcut_recall']:.2f} / {r['shortcut_f1']:.2f}",
+         ">= 0.8 / >= 0.8 / -"],
+        ["leaning images (tagged validation images the tag decides)", str(r["leaning_images"]), "-"],
+        ["the confused cell's mean map peaks on the tag", str(r["tag_peak"]).lower(), "true"],
+        ["the summary names the shortcut group first", str(r["shortcut_named_first"]).lower(), "true"],
+        ["pointing equals the independent computation (rectangles, shapes)", str(r["evidence_pointing"]).lower(), "true"],
+        ["largest difference in evidence share", f"{r['evidence_max_diff']:.1e}", "<= 1e-9"],
+        ["boxes give what masks give", str(r["boxes_equal_masks"]).lower(), "true"],
+        ["audit of 10,000 / 100,000 explanations, s", f"{r['audit_s_10k']:.1f} / {r['audit_s_100k']:.1f}", "- / <= 60"],
+        ["growth from 10k to 100k (1.0 = linear)", f"{r['audit_growth']:.2f}", "<= 1"],
+        ["audit's peak memory at 100,000, MB", f"{r['audit_peak_mb_100k']:.0f}", "<= 1,000"],
+        ["audit at 100,000 with every map remade from the weights, s", f"{r['audit_remade_s_100k']:.1f}", "-"],
+        ["report of 100,000 explanations (20,000 mistakes): size MB / peak MB / s",
+         f"{r['report_mb_100k']:.1f} / {r['report_peak_mb_100k']:.0f} / {r['report_s_100k']:.1f}", "<= 50 / <= 1,000 / -"],
+        ["maps at save time, share of a worker's time per image", f"{r['maps_share_of_worker_time']:.2%}", "<= 5%"],
+    ]
+    return table(["figure", "measured", "target"], rows) + f"\n\n{provenance(saved)}"
+
+
 RENDERERS = {
     "scale.table": (scale_table, "scale"), "scale.million": (scale_million, "scale"),
     "quality.levers": (quality_levers, "quality"), "quality.grid": (quality_grid, "quality"),
     "quality.full": (quality_full, "quality"), "quality.targets": (quality_targets, "quality"),
     "peers.table": (peers_table, "peers"), "engine.table": (engine_table, "engine"),
-    "pipeline.table": (pipeline_table, "pipeline"),
+    "pipeline.table": (pipeline_table, "pipeline"), "audit.table": (audit_table, "audit"),
 }
 
 

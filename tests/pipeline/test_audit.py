@@ -102,3 +102,19 @@ def test_maps_are_exported_per_class_cell_and_group(stack, evidence_runs, tmp_pa
     assert {"class_rectangle.png", "cell_rectangle_as_rectangle.png", "strategy_rectangle_0.png"} <= names
     picture = np.asarray(Image.open(tmp_path / "class_rectangle.png"))
     assert picture.shape[:2] == (128, 128) and picture.std() > 0
+
+
+def test_the_audit_pages_queries_run_as_written(stack, evidence_runs):
+    """docs/audit.md's queries name run 1: here they ask for the run with evidence."""
+    import re
+    from pathlib import Path
+
+    from sqlalchemy import text
+
+    run, _, _ = evidence_runs
+    page = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text()
+    queries = [sql.replace("run_id = 1", f"run_id = {run}") for sql in re.findall(r"```sql\n(.*?)```", page, flags=re.S)]
+    assert len(queries) == 2 and all(f"run_id = {run}" in sql for sql in queries)
+    with stack.session() as session:
+        for sql in queries:
+            session.execute(text(sql)).all()
