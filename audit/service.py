@@ -139,11 +139,12 @@ def audit_run(session: Session, run: Run, *, seed: int = 0, progress=None) -> Ru
                 cell = cells.setdefault((row.true_label, row.predicted_label), [np.zeros(grid), 0])
                 cell[0] += predicted_maps[i]
                 cell[1] += 1
-            for key in ((None, row.predicted_label), (row.true_label, row.predicted_label)):
-                if key[0] is not None or key == (None, row.predicted_label):
-                    picked = samples.setdefault(key, [])
-                    if len(picked) < MEAN_IMAGE_SAMPLE:
-                        picked.append(row.image_id)
+            keys = [(None, row.predicted_label)] + ([(row.true_label, row.predicted_label)]
+                                                    if row.true_label is not None else [])
+            for key in keys:  # the first images of each class and cell, for its mean picture
+                picked = samples.setdefault(key, [])
+                if len(picked) < MEAN_IMAGE_SAMPLE:
+                    picked.append(row.image_id)
         done += len(rows)
         if progress is not None:
             progress(done, total)
