@@ -10,6 +10,7 @@ import numpy as np
 
 GRID = 32  # cells per side of a run's maps (the images' own size when smaller)
 FEATURE_GRID = 16  # cells per side of the maps the strategies are grouped on
+NEGLIGIBLE = 1e-9  # weights no larger than this are round-off (a model blind to the image), not a map to scale up
 
 
 def grid_for(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -34,10 +35,10 @@ def resample(picture: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
 
 def relevance_map(segments: np.ndarray, weights: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     """The weights painted onto their superpixels and averaged onto `grid`, scaled so that the largest absolute
-    value is 1 (all zeros when every weight is 0): maps of different images weigh the same in a mean."""
+    value is 1 (all zeros when no weight is above NEGLIGIBLE): maps of different images weigh the same in a mean."""
     painted = resample(np.asarray(weights, dtype=np.float64)[segments], grid)
     peak = np.abs(painted).max()
-    return (painted / peak if peak > 0 else painted).astype(np.float32)
+    return (painted / peak if peak > NEGLIGIBLE else np.zeros_like(painted)).astype(np.float32)
 
 
 def explanation_maps(segments: np.ndarray, weights: dict[int, np.ndarray], predicted: int,
@@ -85,14 +86,14 @@ COLUMNS = ("left", "centre", "right")
 
 
 def location(mean_map: np.ndarray) -> str:
-    """Where a (mean) map's positive weight gathers, in words: `bottom right`, `top`, `centre`, or `spread out`
+    """Where a (mean) map's positive weight gathers, in words: `bottom right`, `top`, `centre`, or `all over`
     when its strongest cells (at least half the peak) cover more than a third of the map."""
     positive = np.clip(mean_map, 0, None)
-    if positive.max() <= 0:
-        return "nowhere (no positive weight)"
+    if positive.max() <= NEGLIGIBLE:
+        return "nowhere"
     strong = positive >= positive.max() / 2
     if strong.mean() > 1 / 3:
-        return "spread out"
+        return "all over"
     rows, cols = np.nonzero(strong)
     weight = positive[rows, cols]
     y = np.average(rows + 0.5, weights=weight) / mean_map.shape[0]

@@ -280,8 +280,8 @@ class GroupView:
         rate = "-" if self.error_rate is None else f"{self.error_rate:.0%} wrong"
         versus = "" if self.class_error_rate is None else f" (class: {self.class_error_rate:.0%})"
         flag = "SUSPECTED SHORTCUT: " if self.suspected else ""
-        return (f"{flag}{self.class_name} group {self.strategy}: {self.size} images, {rate}{versus}, "
-                f"looks at {self.location}")
+        where = self.location if self.location in ("all over", "nowhere") else f"at {self.location}"
+        return f"{flag}{self.class_name} group {self.strategy}: {self.size} images, {rate}{versus}, looks {where}"
 
 
 def group_views(session: Session, run: Run, *, limit: int | None = None, typical: int = SHOWN_TYPICAL) -> list[GroupView]:

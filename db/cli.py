@@ -293,15 +293,25 @@ def export(
 def report(
     run: str = typer.Option(..., help="Run id or name."),
     output: Path = typer.Option(Path("report.html"), "-o", "--output", help="Where to write the HTML file."),
+    against: Optional[str] = typer.Option(
+        None, "--against", help="Another run on the same images (id or name), e.g. an older model: adds per class "
+        "both runs' mean maps, their difference, and how alike their maps are."),
 ) -> None:
-    """A self-contained HTML report: summary, confusion matrix, gallery of the misclassified images."""
+    """A self-contained HTML report around the run's audit: summary, confusion matrix, where the model looks (per
+    class and per confusion cell), its strategies (suspected shortcuts first), evidence, and the most confident
+    mistakes of each confusion cell. The runs are audited first if they have changed since their last audit."""
+    from audit.service import ensure_audit
     from report.html import write_report
 
     with session_factory()() as session, failing_on(reads.RunNotFound, ReferenceFileError):
         found = reads.find_run(session, run)
-        with console.status("drawing the misclassified images..."):
-            shown = write_report(session, found, output)
-    console.print(f"{output}: run {found.id}, {shown} misclassified images")
+        other = None if against is None else reads.find_run(session, against)
+        for audited in [found] if other is None else [found, other]:
+            with console.status(f"auditing run {audited.id}..."):
+                ensure_audit(session, audited)
+        with console.status("writing the report..."):
+            written = write_report(session, found, output, against=other)
+    console.print(written.line())
 
 
 def safe_name(text: str) -> str:

@@ -1,176 +1,419 @@
-"""One self-contained HTML report of a run: summary, confusion matrix, and a gallery of its mistakes.
+"""One self-contained HTML report of a run, built around its audit (audit.service): the summary, the confusion
+matrix, where the model looks (mean maps per class and per confusion cell), its strategies (suspected shortcuts
+first), the evidence figures, a comparison with another run, and the most confident mistakes of each confusion cell.
 
-Images are inline (data URIs), nothing is fetched from the network. The gallery's data sits in one
-JSON block and is rendered a page at a time, so a report with a thousand mistakes stays usable.
+The page is written to its file a piece at a time, and every section draws a bounded number of pictures (SHOWN_GROUPS
+groups, SHOWN_EXAMPLES examples, GALLERY_PER_CELL mistakes in each of at most LARGEST_CELLS cells), loading one
+image's details at a time: the page and the builder's memory do not grow with the number of explanations, only with
+the model's classes (the matrix, the per-class maps). Images are inline (data URIs), nothing is fetched from the
+network, and the page needs no script.
 """
 
 from __future__ import annotations
 
 import html
-import json
+from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
+from typing import Iterable, Iterator
 
+import numpy as np
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from audit.compare import ClassComparison, compare_runs
+from audit.service import LARGEST_CELLS, MAX_GRID_CLASSES, evidence_rates, group_views
 from db import reads
-from db.models import Run, decode_segments
+from db.models import ClassMap, Explanation, Run, StrategyGroup, decode_segments
 from report import pictures
-from report.summary import summarise_run
+from report.summary import RunSummary, summarise_run
 
-PAGE_SIZE = 48
+SHOWN_GROUPS = 40
+SHOWN_EXAMPLES = 12  # images right for the wrong reasons
+GALLERY_PER_CELL = 6
 TOP_WEIGHTS = 5
+THUMBNAIL_SIDE = 96  # pixels: the small pictures of strategy members and examples
 
 
-def gallery_items(details: list[reads.ExplanationDetail]) -> list[dict]:
-    items = []
-    for detail in details:
-        row = detail.explanation
-        image = pictures.drawable(detail.image.pixels())
-        segments = decode_segments(row.segments)
-        predicted = pictures.overlays(image, segments, detail.weights[row.predicted_label])[0]
-        predicted_heat = pictures.heatmap(image, segments, detail.weights[row.predicted_label])
-        has_true = row.true_label in detail.weights
-        true = pictures.overlays(image, segments, detail.weights[row.true_label])[0] if has_true else None
-        true_heat = pictures.heatmap(image, segments, detail.weights[row.true_label]) if has_true else None
-        weights = detail.weights[row.predicted_label]
-        top = sorted(range(len(weights)), key=lambda s: -weights[s])[:TOP_WEIGHTS]
-        items.append(
-            {
-                "id": row.image_id,
-                "source": detail.image.source,
-                "true": detail.label_name(row.true_label),
-                "predicted": detail.label_name(row.predicted_label),
-                "confidence": row.confidence,
-                "deletion_auc": row.deletion_auc,
-                "insertion_auc": row.insertion_auc,
-                "stability": row.stability,
-                "top": [
-                    {"segment": int(s), "weight": float(weights[s]), "area": int(detail.areas[s])} for s in top
-                ],
-                "original": pictures.data_uri(pictures.original(image)),
-                "overlay_predicted": pictures.data_uri(predicted),
-                "overlay_true": pictures.data_uri(true) if true else None,
-                "heatmap_predicted": pictures.data_uri(predicted_heat),
-                "heatmap_true": pictures.data_uri(true_heat) if true_heat else None,
-            }
-        )
-    return items
+@dataclass
+class WrittenReport:
+    """What `write_report` wrote, as the command tells it."""
+
+    path: Path
+    run_id: int
+    size: int  # bytes
+    shown: int  # mistakes in the gallery
+    mistakes: int  # in the run
+
+    def line(self) -> str:
+        return (f"{self.path}: run {self.run_id}, {self.size / 1e6:.1f} MB, {self.shown} of {self.mistakes} "
+                "misclassified images in the gallery")
 
 
-def build_report(session: Session, run: Run) -> tuple[str, int]:
-    """The report's HTML, and how many misclassified images its gallery holds."""
-    run_id = run.id
+def write_report(session: Session, run: Run, out: Path, against: Run | None = None) -> WrittenReport:
+    """Write the report of `run` to `out`, with how it differs from run `against` on the same images when given.
+    Both runs' audits should be current (audit.service.ensure_audit). The page is written beside `out` and moved
+    there when whole, so a failure leaves no half page behind."""
     summarised = summarise_run(session, run)
-    confusion = reads.confusion(session, run_id)
-    items = gallery_items(reads.explanation_details(session, run_id, misclassified_only=True))
+    gallery = gallery_rows(session, run.id)
+    partial = out.with_name(out.name + ".part")
+    sections: list[Iterable[str]] = [
+        [HEAD.format(title=escape(f"run {run.id}: {run.name}"))],
+        summary_section(summarised),
+        confusion_section(session, run),
+        looks_section(session, run),
+        strategies_section(session, run),
+        evidence_section(session, run),
+        comparison_section(session, against, run) if against is not None else [],
+        gallery_section(session, summarised, gallery),
+        [END],
+    ]
+    try:
+        with partial.open("w", encoding="utf-8") as page:
+            for section in sections:
+                page.writelines(section)
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return WrittenReport(out, run.id, out.stat().st_size, len(gallery), summarised.counts.misclassified)
 
-    summary = [
+
+def escape(value) -> str:
+    return html.escape(str(value))
+
+
+def picture(png: bytes, alt: str) -> str:
+    return f'<img alt="{escape(alt)}" src="{pictures.data_uri(png)}">'
+
+
+def figure(png: bytes, alt: str, caption: str) -> str:
+    return f"<figure>{picture(png, alt)}<figcaption>{escape(caption)}</figcaption></figure>"
+
+
+def command(line: str) -> str:
+    return f"<code>{escape(line)}</code>"
+
+
+def summary_section(summarised: RunSummary) -> Iterator[str]:
+    run = summarised.run
+    rows = [
         ("source", run.source),
         ("parameters", ", ".join(f"{k}={v}" for k, v in run.params.items() if v is not None)),
         *summarised.rows,
     ]
-    warnings = "".join(f'<p class="warning"><b>WARNING</b>: {html.escape(w)}</p>' for w in summarised.warnings)
+    yield '<h2>Summary</h2><table id="summary">'
+    yield "".join(f"<tr><th>{escape(key)}</th><td>{escape(value)}</td></tr>" for key, value in rows)
+    yield "</table>"
+    for warning in summarised.warnings:
+        yield f'<p class="warning"><b>WARNING</b>: {escape(warning)}</p>'
     if summarised.skipped:
-        warnings += (
-            f'<details id="skipped"><summary>{len(summarised.skipped)} files skipped with --skip-bad</summary><ul>'
-            + "".join(f"<li>{html.escape(s['reason'])}</li>" for s in summarised.skipped)
-            + "</ul></details>"
-        )
-    if summarised.counts.labelled:
-        heading = f"Misclassified images ({len(items)})"
-    else:
-        heading = "No true labels: nothing is known to be misclassified (the summary shows the predicted classes)"
+        yield (f'<details id="skipped"><summary>{len(summarised.skipped)} files skipped with --skip-bad</summary><ul>'
+               + "".join(f"<li>{escape(entry['reason'])}</li>" for entry in summarised.skipped) + "</ul></details>")
+
+
+def confusion_section(session: Session, run: Run) -> Iterator[str]:
     names = run.class_names
-    cells = {(c["true_label"], c["predicted_label"]): c["n"] for c in confusion}
-    matrix = "<tr><th>true \\ predicted</th>" + "".join(f"<th>{html.escape(n)}</th>" for n in names) + "</tr>"
-    for true in names:
-        matrix += f"<tr><th>{html.escape(true)}</th>" + "".join(
+    cells = {(c["true_label"], c["predicted_label"]): c["n"] for c in reads.confusion(session, run.id)}
+    yield '<h2>Confusion matrix</h2><table id="confusion"><tr><th>true \\ predicted</th>'
+    yield "".join(f"<th>{escape(name)}</th>" for name in names) + "</tr>"
+    for true in names:  # a row at a time: a thousand classes make a million cells
+        yield f"<tr><th>{escape(true)}</th>" + "".join(
             f'<td class="{"hit" if true == p else "miss" if cells.get((true, p)) else ""}">{cells.get((true, p), 0)}</td>'
             for p in names
         ) + "</tr>"
-    data = json.dumps(items).replace("</", "<\\/")  # nothing in the data can close the script element
-    page = TEMPLATE.format(
-        title=html.escape(f"run {run.id}: {run.name}"),
-        summary="".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in summary),
-        warnings=warnings,
-        heading=html.escape(heading),
-        matrix=matrix,
-        total=len(items),
-        page_size=PAGE_SIZE,
-        data=data,
+    yield "</table>"
+
+
+def looks_section(session: Session, run: Run) -> Iterator[str]:
+    names = run.class_names
+    yield ('<h2 id="looks">Where the model looks</h2><p class="note">The mean relevance map of the images the model '
+           "put in each class, over the mean of a sample of them: red pushes towards the predicted class, blue away "
+           "from it.</p><h3>Per predicted class</h3>")
+    per_class = session.scalars(
+        select(ClassMap).where(ClassMap.run_id == run.id, ClassMap.true_label.is_(None))
+        .order_by(ClassMap.predicted_label)
+    ).all()
+    if not per_class:
+        yield "<p>Nothing explained yet.</p>"
+        return
+    yield '<div id="class-maps" class="maps">'
+    for row in per_class:
+        name = names[row.predicted_label]
+        yield (f'<div class="class-map" data-class="{escape(name)}" data-images="{row.images}">'
+               + figure(pictures.map_picture(row.mean_map, row.mean_image), f"mean map of {name}",
+                        f"{name}: {row.images} images") + "</div>")
+    yield "</div>"
+    if len(names) <= MAX_GRID_CLASSES:
+        yield from confusion_grid(session, run)
+    else:
+        yield from largest_cells(session, run)
+
+
+def cell_maps(session: Session, run_id: int, largest: int | None = None):
+    """The confusion cells' maps; with `largest`, only that many off the diagonal, most images first (the cells the
+    audit drew mean pictures for). A query of its own: audit.service.class_maps reads every cell of a run at once."""
+    query = select(ClassMap).where(ClassMap.run_id == run_id, ClassMap.true_label.is_not(None))
+    if largest is not None:
+        query = (query.where(ClassMap.true_label != ClassMap.predicted_label)
+                 .order_by(ClassMap.images.desc(), ClassMap.true_label, ClassMap.predicted_label).limit(largest))
+    return session.scalars(query)
+
+
+def confusion_grid(session: Session, run: Run) -> Iterator[str]:
+    names = run.class_names
+    cells = {(row.true_label, row.predicted_label): row for row in cell_maps(session, run.id)}
+    if not cells:
+        return
+    yield ('<h3>Per confusion cell</h3><p class="note">Laid out as the confusion matrix: rows are the true class, '
+           'columns the predicted one; each cell shows the mean map of its images and their count.</p>'
+           '<table id="map-grid"><tr><th>true \\ predicted</th>')
+    yield "".join(f"<th>{escape(name)}</th>" for name in names) + "</tr>"
+    for true, true_name in enumerate(names):
+        yield f"<tr><th>{escape(true_name)}</th>"
+        for predicted, predicted_name in enumerate(names):
+            row = cells.get((true, predicted))
+            if row is None:
+                yield '<td class="empty"><span class="count">0</span></td>'
+                continue
+            png = pictures.map_picture(row.mean_map, row.mean_image)
+            yield (f'<td class="{"hit" if true == predicted else "miss"}" data-true="{escape(true_name)}" '
+                   f'data-predicted="{escape(predicted_name)}">{picture(png, f"{true_name} as {predicted_name}")}'
+                   f'<br><span class="count">{row.images}</span></td>')
+        yield "</tr>"
+    yield "</table>"
+
+
+def largest_cells(session: Session, run: Run) -> Iterator[str]:
+    names = run.class_names
+    yield (f"<h3>The {LARGEST_CELLS} largest confusions</h3><p class=\"note\">With more than {MAX_GRID_CLASSES} "
+           "classes, the cells off the diagonal with the most images, each with the mean map of its images.</p>"
+           '<ol id="largest-cells" class="maps">')
+    for row in cell_maps(session, run.id, largest=LARGEST_CELLS):
+        true_name, predicted_name = names[row.true_label], names[row.predicted_label]
+        yield (f'<li data-true="{escape(true_name)}" data-predicted="{escape(predicted_name)}">'
+               + figure(pictures.map_picture(row.mean_map, row.mean_image), f"{true_name} as {predicted_name}",
+                        f"true {true_name}, predicted {predicted_name}: {row.images} images") + "</li>")
+    yield "</ol>"
+
+
+def small_pictures(session: Session, run: Run, image_id: int, caption: str) -> str:
+    """An image and its predicted label's outlined superpixels, small, with a caption under both."""
+    detail = reads.explanation_details(session, run.id, image_id=image_id)[0]
+    row = detail.explanation
+    image = pictures.drawable(detail.image.pixels())
+    outlined = pictures.overlays(image, decode_segments(row.segments), detail.weights[row.predicted_label])[0]
+    predicted = detail.label_name(row.predicted_label)
+    return (f'<figure class="small" data-image-id="{image_id}">'
+            + picture(pictures.thumbnail(pictures.original(image), THUMBNAIL_SIDE), f"image {image_id}")
+            + picture(pictures.thumbnail(outlined, THUMBNAIL_SIDE), f"why {predicted}")
+            + f"<figcaption>{escape(caption)}</figcaption></figure>")
+
+
+def strategies_section(session: Session, run: Run) -> Iterator[str]:
+    total = session.scalar(select(func.count()).select_from(StrategyGroup).where(StrategyGroup.run_id == run.id))
+    yield ('<h2 id="strategies">Strategies</h2><p class="note">Groups of explanations of one predicted class that look '
+           "at the same place (spectral relevance analysis), in rank order: suspected shortcuts first (a group whose "
+           "error rate is well above its class's). Each with its mean map and its most typical members.</p>")
+    if not total:
+        yield "<p>No groups: the run has no explained images.</p>"
+        return
+    yield '<div id="groups">'
+    for group in group_views(session, run, limit=SHOWN_GROUPS):
+        yield (f'<div class="group{" suspected" if group.suspected else ""}" data-rank="{group.rank}" '
+               f'data-class="{escape(group.class_name)}" data-size="{group.size}">'
+               + figure(pictures.map_picture(group.mean_map), f"mean map of {group.class_name} group {group.strategy}",
+                        "mean map")
+               + f'<div class="meta">{escape(group.line())}</div><div class="typical">')
+        for image_id, source in group.typical:
+            yield small_pictures(session, run, image_id, source)
+        yield "</div></div>"
+    yield "</div>"
+    if total > SHOWN_GROUPS:
+        yield (f'<p id="more-groups">{total - SHOWN_GROUPS} more groups of {total}: '
+               f'{command(f"python -m db strategies --run {run.id}")}</p>')
+
+
+WRONG_REASONS = "correct AND NOT pointing"  # in the reasons view: right, but the top superpixel is off the evidence
+
+
+def evidence_section(session: Session, run: Run) -> Iterator[str]:
+    rates = evidence_rates(session, run)
+    if not rates:
+        return
+    yield ('<h2 id="evidence">Evidence</h2><p class="note">Against the evidence given with the images (where the '
+           "answer is): pointing is how often the superpixel with the largest weight lies on it, evidence share how "
+           "much of the positive weight does; per class (the true class, the predicted one for images without).</p>"
+           '<table id="evidence-rates"><tr><th>class</th><th>images</th><th>pointing</th><th>evidence share</th></tr>')
+    yield "".join(f"<tr><td>{escape(rate.class_name)}</td><td>{rate.images}</td><td>{rate.pointing:.0%}</td>"
+                  f"<td>{rate.evidence_share:.2f}</td></tr>" for rate in rates)
+    yield "</table>"
+    count = session.scalar(text(f"SELECT COUNT(*) FROM reasons WHERE run_id = :run_id AND {WRONG_REASONS}"),
+                           {"run_id": run.id})
+    examples = session.execute(
+        text(f"SELECT image_id, source, evidence_share FROM reasons WHERE run_id = :run_id AND {WRONG_REASONS} "
+             "ORDER BY evidence_share, image_id LIMIT :shown"),
+        {"run_id": run.id, "shown": SHOWN_EXAMPLES},
+    ).all()
+    yield (f'<p id="wrong-reasons" data-count="{count}">{count} images right for the wrong reasons: correctly '
+           "classified, but the top superpixel is off the evidence"
+           + (f"; the {len(examples)} with the least evidence share:" if examples else ".") + "</p>")
+    if examples:
+        yield '<div class="typical">'
+        for example in examples:
+            yield small_pictures(session, run, example.image_id,
+                                 f"{example.source} (evidence share {example.evidence_share:.2f})")
+        yield "</div>"
+    if count > len(examples):
+        query = f"SELECT * FROM reasons WHERE run_id = {run.id} AND {WRONG_REASONS}"
+        yield f"<p>All of them: {command(f'python -m db sql {query!r}')}</p>"
+
+
+def returned(generator):
+    """A generator's return value, its items dropped: compare_runs yields a figure per image, which the report does
+    not keep (audit.compare.class_comparison keeps them all)."""
+    while True:
+        try:
+            next(generator)
+        except StopIteration as finished:
+            return finished.value
+
+
+def comparison_section(session: Session, run_a: Run, run_b: Run) -> Iterator[str]:
+    classes: list[ClassComparison] = returned(compare_runs(session, run_a, run_b))
+    yield (f'<h2 id="comparison">Compared with run {run_a.id} ({escape(run_a.name)})</h2><p class="note">Per class '
+           f"(the true class, run {run_a.id}'s prediction for images without), over the images both runs explained: "
+           "each run's mean map on one colour scale, their difference, and how alike the two runs' maps of the same "
+           "image are on average (rank correlation; overlap of their top tenths).</p>")
+    if not classes:
+        yield "<p>The two runs have no explained image in common.</p>"
+        return
+    yield (f'<table id="compared"><tr><th>class</th><th>images</th><th>run {run_a.id}</th><th>run {run_b.id}</th>'
+           f"<th>run {run_b.id} - run {run_a.id}</th><th>map correlation</th><th>top overlap</th></tr>")
+    for entry in classes:
+        scale = float(max(np.abs(entry.map_a).max(), np.abs(entry.map_b).max()))
+        yield (f'<tr data-class="{escape(entry.class_name)}"><td>{escape(entry.class_name)}</td><td>{entry.images}</td>'
+               f'<td>{picture(pictures.map_picture(entry.map_a, scale=scale), f"run {run_a.id}")}</td>'
+               f'<td>{picture(pictures.map_picture(entry.map_b, scale=scale), f"run {run_b.id}")}</td>'
+               f'<td>{picture(pictures.map_picture(entry.difference), "difference")}</td>'
+               f"<td>{entry.correlation:.2f}</td><td>{entry.overlap:.2f}</td></tr>")
+    yield "</table>"
+
+
+def gallery_rows(session: Session, run_id: int, per_cell: int = GALLERY_PER_CELL, cells: int = LARGEST_CELLS):
+    """The `per_cell` most confident mistakes of each of the `cells` confusion cells with the most mistakes: rows of
+    (image_id, true_label, predicted_label, confidence, mistakes in its cell), largest cell first, most confident
+    first within a cell."""
+    mistake = (Explanation.run_id == run_id) & (Explanation.status == "ok") & Explanation.correct.is_(False)
+    true, predicted = Explanation.true_label, Explanation.predicted_label
+    largest = (
+        select(true, predicted, func.count().label("mistakes")).where(mistake).group_by(true, predicted)
+        .order_by(func.count().desc(), true, predicted).limit(cells).subquery()
     )
-    return page, len(items)
+    ranked = select(
+        Explanation.image_id, true, predicted, Explanation.confidence,
+        func.row_number().over(partition_by=(true, predicted),
+                               order_by=(Explanation.confidence.desc(), Explanation.image_id)).label("place"),
+    ).where(mistake).subquery()
+    same_cell = (ranked.c.true_label == largest.c.true_label) & (ranked.c.predicted_label == largest.c.predicted_label)
+    return session.execute(
+        select(ranked.c.image_id, ranked.c.true_label, ranked.c.predicted_label, ranked.c.confidence,
+               largest.c.mistakes)
+        .select_from(ranked.join(largest, same_cell)).where(ranked.c.place <= per_cell)
+        .order_by(largest.c.mistakes.desc(), ranked.c.true_label, ranked.c.predicted_label, ranked.c.place)
+    ).all()
 
 
-def write_report(session: Session, run: Run, out: Path) -> int:
-    """Write the report; returns how many misclassified images its gallery holds."""
-    page, shown = build_report(session, run)
-    out.write_text(page, encoding="utf-8")
-    return shown
+def gallery_section(session: Session, summarised: RunSummary, rows) -> Iterator[str]:
+    run, counts = summarised.run, summarised.counts
+    if not counts.labelled:
+        yield ('<h2 id="gallery-heading">No true labels: nothing is known to be misclassified (the summary shows the '
+               "predicted classes)</h2>")
+        return
+    mistakes = counts.misclassified
+    if not mistakes:
+        yield '<h2 id="gallery-heading">Misclassified images: none</h2>'
+        return
+    cells = session.scalar(select(func.count()).select_from(
+        select(Explanation.true_label, Explanation.predicted_label)
+        .where(Explanation.run_id == run.id, Explanation.status == "ok", Explanation.correct.is_(False))
+        .group_by(Explanation.true_label, Explanation.predicted_label).subquery()
+    ))
+    which = "each confusion cell" if cells <= LARGEST_CELLS else (
+        f"each of the {LARGEST_CELLS} confusion cells (of {cells}) with the most mistakes")
+    yield (f'<h2 id="gallery-heading">Misclassified images: {len(rows)} of {mistakes}</h2>'
+           f'<p class="note">The {GALLERY_PER_CELL} most confident mistakes of {which}. All {mistakes} are a query '
+           f'away: {command(f"python -m db misclassified --run {run.id}")}, or drawn as PNG files: '
+           f'{command(f"python -m db export --run {run.id} --misclassified --out DIR")}.</p>'
+           f'<div id="gallery" data-mistakes="{mistakes}" data-shown="{len(rows)}" data-per-cell="{GALLERY_PER_CELL}">')
+    for (true, predicted), cell in groupby(rows, key=lambda row: (row.true_label, row.predicted_label)):
+        cell = list(cell)
+        true_name, predicted_name = run.class_names[true], run.class_names[predicted]
+        yield (f'<section class="cell" data-true="{escape(true_name)}" data-predicted="{escape(predicted_name)}" '
+               f'data-mistakes="{cell[0].mistakes}"><h3>true {escape(true_name)}, predicted '
+               f"{escape(predicted_name)}: {cell[0].mistakes} mistakes"
+               + ("" if len(cell) == cell[0].mistakes else f", the {len(cell)} most confident") + "</h3>")
+        for row in cell:
+            yield card(reads.explanation_details(session, run.id, image_id=row.image_id)[0])
+        yield "</section>"
+    yield "</div>"
 
 
-TEMPLATE = """<!doctype html>
+def rounded(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def card(detail: reads.ExplanationDetail) -> str:
+    """One mistake: the image, why the model chose its label and why the true one (outlines and weight heatmaps),
+    its faithfulness figures, its top superpixels and where it came from."""
+    row = detail.explanation
+    image = pictures.drawable(detail.image.pixels())
+    segments = decode_segments(row.segments)
+    predicted, true = detail.label_name(row.predicted_label), detail.label_name(row.true_label)
+    views = [(row.predicted_label, "predicted", predicted)]
+    if row.true_label in detail.weights:
+        views.append((row.true_label, "true", true))
+    drawn = [figure(pictures.original(image), "original", "original")]
+    for label, kind, name in views:
+        drawn.append(figure(pictures.overlays(image, segments, detail.weights[label])[0], kind, f"why {name}"))
+        drawn.append(figure(pictures.heatmap(image, segments, detail.weights[label]), f"heatmap {kind}",
+                            f"weights for {name}"))
+    weights = detail.weights[row.predicted_label]
+    top = sorted(range(len(weights)), key=lambda s: -weights[s])[:TOP_WEIGHTS]
+    stability = "" if row.stability is None else f"; stability {rounded(row.stability)}"
+    return (f'<div class="card" data-image-id="{row.image_id}" data-confidence="{row.confidence!r}">' + "".join(drawn)
+            + f'<div class="meta">image {row.image_id}: true <b>{escape(true)}</b>, predicted <b>{escape(predicted)}</b>, '
+            f"confidence {rounded(row.confidence)}; faithfulness: deletion AUC {rounded(row.deletion_auc)} (lower is "
+            f"better), insertion AUC {rounded(row.insertion_auc)} (higher is better){stability}</div>"
+            '<div class="meta">top superpixels: '
+            + ", ".join(f"#{s} {weights[s]:.3f} ({int(detail.areas[s])} px)" for s in top) + "</div>"
+            f'<div class="meta">{escape(detail.image.source)}</div></div>')
+
+
+HEAD = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }}
 table {{ border-collapse: collapse; margin-bottom: 1.5rem; }}
-th, td {{ border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; }}
+th, td {{ border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; vertical-align: top; }}
 td.hit {{ background: #e6f4e6; }} td.miss {{ background: #fbe3e3; }}
 .warning {{ border: 2px solid #c00; background: #fdecec; padding: .6rem; max-width: 60rem; }}
-#gallery {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(960px, 1fr)); gap: 1rem; }}
-.card {{ border: 1px solid #ddd; border-radius: 6px; padding: .6rem; }}
-.card img {{ height: 160px; image-rendering: pixelated; margin-right: 4px; }}
-.card figure {{ display: inline-block; margin: 0; text-align: center; font-size: .8rem; }}
+.note {{ max-width: 60rem; color: #444; }}
+figure {{ display: inline-block; margin: 0 4px 4px 0; text-align: center; font-size: .8rem; vertical-align: top; }}
+.maps {{ display: flex; flex-wrap: wrap; gap: .6rem; }}
+#map-grid td {{ text-align: center; }} #map-grid img {{ width: 88px; }}
+.group {{ border: 1px solid #ddd; border-radius: 6px; padding: .6rem; margin-bottom: .6rem; }}
+.group.suspected {{ border: 2px solid #c00; background: #fdf3f3; }}
+.typical figure.small img {{ height: 72px; margin-right: 2px; }}
+.typical figure.small figcaption {{ max-width: 150px; overflow-wrap: anywhere; }}
+.cell {{ margin-bottom: 1rem; }}
+.card {{ border: 1px solid #ddd; border-radius: 6px; padding: .6rem; margin-bottom: .6rem; }}
+.card img {{ height: 160px; image-rendering: pixelated; }}
 .meta {{ font-size: .9rem; margin: .3rem 0; }}
-.pager button {{ margin: 0 .2rem; }}
 </style></head>
 <body>
 <h1>{title}</h1>
-<h2>Summary</h2>
-<table id="summary">{summary}</table>
-{warnings}
-<h2>Confusion matrix</h2>
-<table id="confusion">{matrix}</table>
-<h2 id="gallery-heading">{heading}</h2>
-<div class="pager">sort by confidence
-  <select id="order"><option value="desc">highest first</option><option value="asc">lowest first</option></select>
-  <button id="prev">previous</button><span id="page"></span><button id="next">next</button>
-</div>
-<div id="gallery" data-total="{total}" data-page-size="{page_size}"></div>
-<script id="items" type="application/json">{data}</script>
-<script>
-const items = JSON.parse(document.getElementById("items").textContent);
-const gallery = document.getElementById("gallery");
-const pageSize = {page_size};
-let page = 0;
-function fmt(x) {{ return x === null ? "-" : x.toFixed(3); }}
-function esc(s) {{ const d = document.createElement("div"); d.textContent = s; return d.innerHTML; }}
-function render() {{
-  const order = document.getElementById("order").value;
-  const sorted = [...items].sort((a, b) => order === "desc" ? b.confidence - a.confidence : a.confidence - b.confidence);
-  const pages = Math.max(1, Math.ceil(sorted.length / pageSize));
-  page = Math.min(Math.max(page, 0), pages - 1);
-  document.getElementById("page").textContent = ` page ${{page + 1}} of ${{pages}} `;
-  gallery.innerHTML = sorted.slice(page * pageSize, (page + 1) * pageSize).map(item => `
-    <div class="card" data-image-id="${{item.id}}" data-confidence="${{item.confidence}}">
-      <figure><img loading="lazy" alt="original" src="${{item.original}}"><figcaption>original</figcaption></figure>
-      <figure><img loading="lazy" alt="predicted" src="${{item.overlay_predicted}}"><figcaption>why ${{esc(item.predicted)}}</figcaption></figure>
-      <figure><img loading="lazy" alt="heatmap predicted" src="${{item.heatmap_predicted}}"><figcaption>weights for ${{esc(item.predicted)}}</figcaption></figure>
-      ${{item.overlay_true ? `<figure><img loading="lazy" alt="true" src="${{item.overlay_true}}"><figcaption>why ${{esc(item.true)}}</figcaption></figure>` : ""}}
-      ${{item.heatmap_true ? `<figure><img loading="lazy" alt="heatmap true" src="${{item.heatmap_true}}"><figcaption>weights for ${{esc(item.true)}}</figcaption></figure>` : ""}}
-      <div class="meta">image ${{item.id}}: true <b>${{esc(item.true)}}</b>, predicted <b>${{esc(item.predicted)}}</b>,
-        confidence ${{fmt(item.confidence)}}; faithfulness: deletion AUC ${{fmt(item.deletion_auc)}} (lower is better),
-        insertion AUC ${{fmt(item.insertion_auc)}} (higher is better)${{item.stability === null ? "" : `; stability ${{fmt(item.stability)}}`}}</div>
-      <div class="meta">top superpixels: ${{item.top.map(t => `#${{t.segment}} ${{t.weight.toFixed(3)}} (${{t.area}} px)`).join(", ")}}</div>
-      <div class="meta">${{esc(item.source)}}</div>
-    </div>`).join("");
-}}
-document.getElementById("order").onchange = () => {{ page = 0; render(); }};
-document.getElementById("prev").onclick = () => {{ page -= 1; render(); }};
-document.getElementById("next").onclick = () => {{ page += 1; render(); }};
-render();
-</script>
-</body></html>
 """
+
+END = "</body></html>\n"

@@ -8,6 +8,7 @@ import io
 
 import numpy as np
 
+from audit.maps import NEGLIGIBLE
 from core.images import png_bytes, to_uint8
 
 TOP_FEATURES = 5  # lime's get_image_and_mask(num_features=5) default, as the article used it
@@ -77,7 +78,7 @@ def heatmap(image: np.ndarray, segments: np.ndarray, weights: np.ndarray) -> byt
 
     big, big_segments = scale_up(image, segments)
     scale = float(np.abs(weights).max())
-    if scale < 1e-9:  # no superpixel matters (a model blind to the image): white, not amplified round-off
+    if scale <= NEGLIGIBLE:  # no superpixel matters (a model blind to the image): white, not amplified round-off
         scale = 0.0
     colours = diverging_colours(weights[big_segments] / (scale or 1.0) * bool(scale))
     grey = big.mean(axis=2, keepdims=True)
@@ -113,10 +114,23 @@ def map_picture(mean_map: np.ndarray | bytes, mean_image: bytes | None = None, *
     peak = float(np.abs(values).max()) if scale is None else scale
     side = MAP_SIDE / max(values.shape)
     size = (max(1, round(values.shape[1] * side)), max(1, round(values.shape[0] * side)))
-    colours = diverging_colours(values / peak if peak > 1e-9 else np.zeros_like(values))
+    colours = diverging_colours(values / peak if peak > NEGLIGIBLE else np.zeros_like(values))
     big = np.asarray(Image.fromarray(to_uint8(np.clip(colours, 0, 1))).resize(size, Image.Resampling.BILINEAR)) / 255.0
     if mean_image is not None:
         picture = drawable(png_pixels(mean_image))
-        grey = np.asarray(Image.fromarray(to_uint8(picture.mean(axis=2))).resize(size, Image.Resampling.BILINEAR)) / 255.0
+        grey = to_uint8(picture.mean(axis=2))[..., 0]  # to_uint8 gives (H, W, 1); Pillow wants (H, W) for grey
+        grey = np.asarray(Image.fromarray(grey).resize(size, Image.Resampling.BILINEAR)) / 255.0
         big = 0.35 * grey[..., None] + 0.65 * big
     return encode_png(big)
+
+
+def thumbnail(png: bytes, side: int) -> bytes:
+    """A PNG shrunk (never enlarged) to at most `side` pixels a side: the report's many small pictures stay small
+    whatever the size of the images."""
+    from PIL import Image
+
+    picture = Image.open(io.BytesIO(png))
+    picture.thumbnail((side, side))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
