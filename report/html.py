@@ -33,6 +33,7 @@ SHOWN_EXAMPLES = 12  # images right for the wrong reasons
 GALLERY_PER_CELL = 6
 TOP_WEIGHTS = 5
 THUMBNAIL_SIDE = 96  # pixels: the small pictures of strategy members and examples
+CARD_SIDE = 192  # pixels: a gallery card's pictures at most (larger images are shrunk)
 
 
 @dataclass
@@ -201,10 +202,11 @@ def small_pictures(session: Session, run: Run, image_id: int, caption: str) -> s
     detail = reads.explanation_details(session, run.id, image_id=image_id)[0]
     row = detail.explanation
     image = pictures.drawable(detail.image.pixels())
-    outlined = pictures.overlays(image, decode_segments(row.segments), detail.weights[row.predicted_label])[0]
+    outlined = pictures.overlays(image, decode_segments(row.segments), detail.weights[row.predicted_label],
+                                 enlarge=False)[0]
     predicted = detail.label_name(row.predicted_label)
     return (f'<figure class="small" data-image-id="{image_id}">'
-            + picture(pictures.thumbnail(pictures.original(image), THUMBNAIL_SIDE), f"image {image_id}")
+            + picture(pictures.thumbnail(pictures.original(image, enlarge=False), THUMBNAIL_SIDE), f"image {image_id}")
             + picture(pictures.thumbnail(outlined, THUMBNAIL_SIDE), f"why {predicted}")
             + f"<figcaption>{escape(caption)}</figcaption></figure>")
 
@@ -372,9 +374,11 @@ def card(detail: reads.ExplanationDetail) -> str:
     views = [(row.predicted_label, "predicted", predicted)]
     if row.true_label in detail.weights:
         views.append((row.true_label, "true", true))
-    drawn = [figure(pictures.original(image), "original", "original")]
+    # the image and outlines at the image's own size (the page scales them up, pixelated): a third of the bytes
+    drawn = [figure(pictures.thumbnail(pictures.original(image, enlarge=False), CARD_SIDE), "original", "original")]
     for label, kind, name in views:
-        drawn.append(figure(pictures.overlays(image, segments, detail.weights[label])[0], kind, f"why {name}"))
+        outlined = pictures.overlays(image, segments, detail.weights[label], enlarge=False)[0]
+        drawn.append(figure(pictures.thumbnail(outlined, CARD_SIDE), kind, f"why {name}"))
         drawn.append(figure(pictures.heatmap(image, segments, detail.weights[label]), f"heatmap {kind}",
                             f"weights for {name}"))
     weights = detail.weights[row.predicted_label]
@@ -405,7 +409,7 @@ figure {{ display: inline-block; margin: 0 4px 4px 0; text-align: center; font-s
 #map-grid td {{ text-align: center; }} #map-grid img {{ width: 88px; }}
 .group {{ border: 1px solid #ddd; border-radius: 6px; padding: .6rem; margin-bottom: .6rem; }}
 .group.suspected {{ border: 2px solid #c00; background: #fdf3f3; }}
-.typical figure.small img {{ height: 72px; margin-right: 2px; }}
+.typical figure.small img {{ height: 72px; margin-right: 2px; image-rendering: pixelated; }}
 .typical figure.small figcaption {{ max-width: 150px; overflow-wrap: anywhere; }}
 .cell {{ margin-bottom: 1rem; }}
 .card {{ border: 1px solid #ddd; border-radius: 6px; padding: .6rem; margin-bottom: .6rem; }}

@@ -47,20 +47,21 @@ def scale_up(image: np.ndarray, segments: np.ndarray) -> tuple[np.ndarray, np.nd
     )
 
 
-def overlays(image: np.ndarray, segments: np.ndarray, weights: np.ndarray) -> tuple[bytes, bytes]:
+def overlays(image: np.ndarray, segments: np.ndarray, weights: np.ndarray, *, enlarge: bool = True) -> tuple[bytes, bytes]:
     """(outlined, hide-rest) PNGs for one label: its positive superpixels outlined in yellow on the
-    image, and the image with everything but those superpixels blacked out."""
+    image, and the image with everything but those superpixels blacked out. `enlarge=False` keeps the image's own
+    size (a page scales it up itself, for a fraction of the bytes)."""
     from skimage.segmentation import mark_boundaries
 
-    big, big_segments = scale_up(image, segments)
+    big, big_segments = scale_up(image, segments) if enlarge else (image, segments)
     mask = positive_mask(big_segments, weights)
     outlined = mark_boundaries(big, mask.astype(np.int32), color=(1, 1, 0))
     hidden = big * mask[..., None]
     return encode_png(outlined), encode_png(hidden)
 
 
-def original(image: np.ndarray) -> bytes:
-    big, _ = scale_up(image, np.zeros(image.shape[:2], np.int32))
+def original(image: np.ndarray, *, enlarge: bool = True) -> bytes:
+    big, _ = scale_up(image, np.zeros(image.shape[:2], np.int32)) if enlarge else (image, None)
     return encode_png(big)
 
 
