@@ -32,10 +32,15 @@ BLOCK = re.compile(r"(<!-- figures (?P<name>[\w.]+) -->\n)(?P<body>.*?)(<!-- /fi
 def finish(benchmark: str, result: dict, save_it: bool, kept: dict | None = None) -> None:
     """A benchmark's end: its result as the last line, JSON, floats to 4 places; with --save, that and `kept` (what
     the docs' tables need besides) in docs/figures/<benchmark>.json."""
-    result = {key: round(value, 4) if isinstance(value, float) else value for key, value in result.items()}
+    result = {key: rounded(value) if isinstance(value, float) else value for key, value in result.items()}
     print(json.dumps(result))
     if save_it:
         print(f"saved {save(benchmark, result | (kept or {}))}")
+
+
+def rounded(value: float) -> float:
+    """4 decimal places, or 3 significant digits for a value too small for them (a 1e-16 difference is not 0)."""
+    return round(value, 4) if value == 0 or abs(value) >= 1e-3 else float(f"{value:.3g}")
 
 
 def save(benchmark: str, result: dict) -> Path:
