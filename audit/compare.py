@@ -1,7 +1,11 @@
 """Two runs on the same images, compared by what their models look at: per image, the rank correlation of the two
-predicted-label maps and the overlap of their top regions; per class, each run's mean map and their difference.
-Streams over the images both runs explained (a chunk at a time); the caller's session; both runs are audited first
-by the caller when their maps may be missing (audit.service.ensure_audit)."""
+maps for the same label and the overlap of their top regions; per class, each run's mean map and their difference.
+
+The same label in both runs: the true label (each run's map for it: its predicted label's when it got the image
+right, its true label's otherwise); for an image without one, the label both runs predict, and nothing when they
+predict different labels (two maps for two labels are not comparable). Streams over the images both runs explained
+(a chunk at a time); the caller's session; both runs are audited first by the caller when their maps may be missing
+(audit.service.ensure_audit)."""
 
 from __future__ import annotations
 
@@ -13,18 +17,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
 from audit import maps as relevance
+from audit.service import CHUNK
 from db.models import Explanation, Run
 
-TOP_SHARE = 0.1  # a map's top region: its highest tenth of cells
-CHUNK = 2000
+TOP_SHARE = 0.1  # a map's top region: its highest tenth of cells (and every cell tied with the last of them)
 
 
 @dataclass
 class ClassComparison:
-    class_name: str  # the true class (run A's predicted one for images without)
+    class_name: str  # the true class (the predicted one, the same in both runs, for images without)
     images: int
     correlation: float  # mean over its images
-    overlap: float
+    overlap: float  # mean over its images whose maps both have a top region
     map_a: np.ndarray
     map_b: np.ndarray
 
@@ -33,32 +37,48 @@ class ClassComparison:
         return self.map_b - self.map_a
 
 
+def label_map(stack: np.ndarray, predicted: int, true: int | None, label: int) -> np.ndarray | None:
+    """An explanation's map for `label` (audit.maps.explanation_maps: predicted first, then the true label's when it
+    differs), or None when that label was not explained."""
+    if label == predicted:
+        return stack[0]
+    if label == true and len(stack) > 1:
+        return stack[1]
+    return None
+
+
 def map_agreement(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row by row for (n, cells) maps: Spearman's rank correlation, and the intersection over union of the two top
-    regions (the TOP_SHARE of cells with the highest values)."""
+    """Row by row for (n, cells) maps: Spearman's rank correlation (0 where a map is flat), and the intersection over
+    union of the two top regions: the cells at or above the TOP_SHARE-th largest value, ties included (a map is
+    constant over each superpixel), among those with positive weight; NaN where a map has no positive weight."""
     ranks_a, ranks_b = rankdata(a, axis=1), rankdata(b, axis=1)
     centred_a = ranks_a - ranks_a.mean(axis=1, keepdims=True)
     centred_b = ranks_b - ranks_b.mean(axis=1, keepdims=True)
     spread = np.sqrt((centred_a**2).sum(axis=1) * (centred_b**2).sum(axis=1))
     correlation = np.where(spread > 0, (centred_a * centred_b).sum(axis=1) / np.where(spread > 0, spread, 1), 0.0)
-    top = max(1, int(round(a.shape[1] * TOP_SHARE)))
-    top_a = np.zeros(a.shape, dtype=bool)
-    top_b = np.zeros(b.shape, dtype=bool)
-    np.put_along_axis(top_a, np.argsort(-a, axis=1, kind="stable")[:, :top], True, axis=1)
-    np.put_along_axis(top_b, np.argsort(-b, axis=1, kind="stable")[:, :top], True, axis=1)
-    overlap = (top_a & top_b).sum(axis=1) / (top_a | top_b).sum(axis=1)
+    top_a, top_b = _top_region(a), _top_region(b)
+    union = (top_a | top_b).sum(axis=1)
+    empty = ~top_a.any(axis=1) | ~top_b.any(axis=1)
+    overlap = np.where(empty, np.nan, (top_a & top_b).sum(axis=1) / np.maximum(union, 1))
     return correlation, overlap
 
 
-def compare_runs(session: Session, run_a: Run, run_b: Run):
-    """Yield (image id, correlation, overlap) for every image both runs explained, in image order; the per-class
-    summary is the generator's return value (a list of ClassComparison), see `class_comparison`."""
+def _top_region(values: np.ndarray) -> np.ndarray:
+    count = max(1, int(round(values.shape[1] * TOP_SHARE)))
+    threshold = -np.partition(-values, count - 1, axis=1)[:, count - 1:count]
+    return (values >= threshold) & (values > relevance.NEGLIGIBLE)
+
+
+def compare_runs(session: Session, run_a: Run, run_b: Run, on_image=None) -> list[ClassComparison]:
+    """The per-class comparison; `on_image(image id, correlation, overlap)` is called for every image compared, in
+    image order (overlap None where a map has no top region)."""
     a, b = aliased(Explanation), aliased(Explanation)
     sums: dict[int, list] = {}
+    grid = None
     last = -1
     while True:
         rows = session.execute(
-            select(a.image_id, a.relevance, b.relevance, a.true_label, a.predicted_label)
+            select(a.image_id, a.relevance, b.relevance, a.true_label, a.predicted_label, b.predicted_label)
             .join(b, (b.image_id == a.image_id) & (b.run_id == run_b.id))
             .where(a.run_id == run_a.id, a.status == "ok", b.status == "ok", a.image_id > last,
                    a.relevance.is_not(None), b.relevance.is_not(None))
@@ -66,38 +86,36 @@ def compare_runs(session: Session, run_a: Run, run_b: Run):
         ).all()
         if not rows:
             break
-        first_a = relevance.decode_maps(rows[0][1])[0]
-        maps_a = np.stack([relevance.decode_maps(row[1])[0] for row in rows])
-        maps_b = np.stack([_on_grid(relevance.decode_maps(row[2])[0], first_a.shape) for row in rows])
-        correlation, overlap = map_agreement(maps_a.reshape(len(rows), -1), maps_b.reshape(len(rows), -1))
-        for i, row in enumerate(rows):
-            key = row[3] if row[3] is not None else row[4]
-            entry = sums.setdefault(key, [0, 0.0, 0.0, np.zeros(first_a.shape), np.zeros(first_a.shape)])
+        last = rows[-1].image_id
+        compared = []
+        for image_id, blob_a, blob_b, true, predicted_a, predicted_b in rows:
+            label = true if true is not None else predicted_a if predicted_a == predicted_b else None
+            if label is None:
+                continue
+            map_a = label_map(relevance.decode_maps(blob_a), predicted_a, true, label)
+            map_b = label_map(relevance.decode_maps(blob_b), predicted_b, true, label)
+            if map_a is None or map_b is None:
+                continue
+            grid = grid or map_a.shape
+            compared.append((image_id, label, relevance.on_grid(map_a, grid), relevance.on_grid(map_b, grid)))
+        if not compared:
+            continue
+        maps_a = np.stack([entry[2] for entry in compared])
+        maps_b = np.stack([entry[3] for entry in compared])
+        correlation, overlap = map_agreement(maps_a.reshape(len(compared), -1), maps_b.reshape(len(compared), -1))
+        for i, (image_id, label, map_a, map_b) in enumerate(compared):
+            entry = sums.setdefault(label, [0, 0.0, 0.0, 0, np.zeros(grid), np.zeros(grid)])
             entry[0] += 1
             entry[1] += correlation[i]
-            entry[2] += overlap[i]
-            entry[3] += maps_a[i]
-            entry[4] += maps_b[i]
-            yield row[0], float(correlation[i]), float(overlap[i])
-        last = rows[-1][0]
+            if not np.isnan(overlap[i]):
+                entry[2] += overlap[i]
+                entry[3] += 1
+            entry[4] += map_a
+            entry[5] += map_b
+            if on_image is not None:
+                on_image(image_id, float(correlation[i]), None if np.isnan(overlap[i]) else float(overlap[i]))
     return [
-        ClassComparison(run_a.class_names[key], n, total_correlation / n, total_overlap / n, sum_a / n, sum_b / n)
-        for key, (n, total_correlation, total_overlap, sum_a, sum_b) in sorted(sums.items())
+        ClassComparison(run_a.class_names[label], n, total_correlation / n,
+                        total_overlap / with_top if with_top else float("nan"), sum_a / n, sum_b / n)
+        for label, (n, total_correlation, total_overlap, with_top, sum_a, sum_b) in sorted(sums.items())
     ]
-
-
-def _on_grid(values: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    return values if values.shape == grid else relevance.resample(values.astype(np.float64), grid).astype(np.float32)
-
-
-def class_comparison(session: Session, run_a: Run, run_b: Run) -> tuple[dict[int, tuple[float, float]],
-                                                                          list[ClassComparison]]:
-    """Every shared image's (correlation, overlap) by image id, and the per-class comparison."""
-    per_image = {}
-    stream = compare_runs(session, run_a, run_b)
-    while True:
-        try:
-            image_id, correlation, overlap = next(stream)
-        except StopIteration as finished:
-            return per_image, finished.value
-        per_image[image_id] = (correlation, overlap)

@@ -33,6 +33,11 @@ def resample(picture: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     return area_matrix(picture.shape[0], grid[0]) @ picture @ area_matrix(picture.shape[1], grid[1]).T
 
 
+def on_grid(values: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """A map onto another grid (an image of another size than the run's first), or as it is."""
+    return values if values.shape == tuple(grid) else resample(values.astype(np.float64), grid).astype(np.float32)
+
+
 def relevance_map(segments: np.ndarray, weights: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     """The weights painted onto their superpixels and averaged onto `grid`, scaled so that the largest absolute
     value is 1 (all zeros when no weight is above NEGLIGIBLE): maps of different images weigh the same in a mean."""

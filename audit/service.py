@@ -19,8 +19,8 @@ from audit import maps as relevance
 from audit.strategies import find_strategies
 from core import images
 from core.images import ReferenceFileError
-from db.models import (ClassMap, Explanation, Image, Run, RunAudit, SegmentWeight, StrategyGroup, StrategyMember,
-                       decode_segments)
+from db.models import (ClassMap, Explanation, Image, ImageEvidence, Run, RunAudit, SegmentWeight, StrategyGroup,
+                       StrategyMember, decode_segments)
 
 CHUNK = 2000  # explanations read at a time
 MEAN_IMAGE_SAMPLE = 32  # images whose mean is drawn under a class's or cell's map
@@ -101,7 +101,7 @@ def _chunk_maps(session: Session, rows, grid: tuple[int, int] | None) -> list[np
     for row in rows:
         stack = relevance.decode_maps(row.relevance if row.relevance is not None else made[row.id])
         if grid is not None and stack.shape[1:] != grid:  # an image of another size: onto the run's grid
-            stack = np.stack([relevance.resample(layer.astype(np.float64), grid) for layer in stack]).astype(np.float32)
+            stack = np.stack([relevance.on_grid(layer, grid) for layer in stack])
         result.append(stack)
     return result
 
@@ -182,32 +182,43 @@ def _cells_with_pictures(cells: dict, class_count: int) -> set:
 
 
 def _mean_pictures(session: Session, samples: dict) -> dict:
-    """PNG of the mean of each key's sampled images, at most MEAN_IMAGE_SIDE a side; a key whose images cannot all be
-    read (a file stored by reference that is gone) gets none."""
-    wanted = sorted({image_id for ids in samples.values() for image_id in ids})
-    pixels: dict[int, np.ndarray | None] = {}
+    """PNG of the mean of each key's sampled images, at most MEAN_IMAGE_SIDE a side, summed as they are read (one
+    chunk of pictures in memory, whatever the number of classes); a key with an image that cannot be read (a file
+    stored by reference that is gone) or of another size gets none."""
+    keys_of: dict[int, list] = {}
+    for key, ids in samples.items():
+        for image_id in ids:
+            keys_of.setdefault(image_id, []).append(key)
+    sums: dict = {}
+    broken: set = set()
+    wanted = sorted(keys_of)
     for start in range(0, len(wanted), 500):
         for image in session.scalars(select(Image).where(Image.id.in_(wanted[start:start + 500]))):
-            try:
-                picture = image.pixels()
-            except ReferenceFileError:
-                picture = None
-            if picture is not None:
-                scale = MEAN_IMAGE_SIDE / max(picture.shape[:2])
-                if scale < 1:
-                    picture = images.resize(picture, max(1, round(picture.shape[0] * scale)),
-                                            max(1, round(picture.shape[1] * scale)))
-                if picture.ndim == 2:
-                    picture = picture[:, :, None]
-                picture = np.repeat(picture, 3, axis=2) if picture.shape[2] == 1 else picture[:, :, :3]
-            pixels[image.id] = picture
+            picture = _small_rgb(image)
             session.expunge(image)
-    means = {}
-    for key, ids in samples.items():
-        found = [pixels.get(image_id) for image_id in ids]
-        if found and all(p is not None and p.shape == found[0].shape for p in found):
-            means[key] = images.png_bytes(np.mean(np.stack(found).astype(np.float64), axis=0).round().astype(np.uint8))
-    return means
+            for key in keys_of[image.id]:
+                if picture is None or (key in sums and sums[key].shape != picture.shape):
+                    broken.add(key)
+                elif key in sums:
+                    sums[key] += picture
+                else:
+                    sums[key] = picture.astype(np.float64)
+    return {key: images.png_bytes((total / len(samples[key])).round().astype(np.uint8))
+            for key, total in sums.items() if key not in broken}
+
+
+def _small_rgb(image: Image) -> np.ndarray | None:
+    """An image's pixels as RGB, at most MEAN_IMAGE_SIDE a side; None when they cannot be read."""
+    try:
+        picture = image.pixels()
+    except ReferenceFileError:
+        return None
+    scale = MEAN_IMAGE_SIDE / max(picture.shape[:2])
+    if scale < 1:
+        picture = images.resize(picture, max(1, round(picture.shape[0] * scale)), max(1, round(picture.shape[1] * scale)))
+    if picture.ndim == 2:
+        picture = picture[:, :, None]
+    return np.repeat(picture, 3, axis=2) if picture.shape[2] == 1 else picture[:, :, :3]
 
 
 def _write_strategies(session: Session, run: Run, classes: dict[int, _Class], grid, seed: int) -> dict:
@@ -245,6 +256,8 @@ def _write_strategies(session: Session, run: Run, classes: dict[int, _Class], gr
     sums: dict[tuple[int, int], np.ndarray] = {}
     for rows in _chunks(session, run.id):
         for row, stack in zip(rows, _chunk_maps(session, rows, grid)):
+            if row.image_id not in groups_of:  # finished since the first pass (a run audited while it runs)
+                continue
             key = (row.predicted_label, groups_of[row.image_id])
             sums[key] = sums.get(key, 0) + stack[0]
     stats.sort(key=lambda s: (not s["suspected"], -s["excess"] if s["suspected"] else 0, s["label"], s["strategy"]))
@@ -303,6 +316,10 @@ def group_views(session: Session, run: Run, *, limit: int | None = None, typical
     return views
 
 
+def group_count(session: Session, run_id: int) -> int:
+    return session.scalar(select(func.count()).select_from(StrategyGroup).where(StrategyGroup.run_id == run_id)) or 0
+
+
 def group_members(session: Session, run_id: int, label: int, strategy: int):
     """Every member of a group, (image id, source), most typical first; streamed."""
     return session.execute(
@@ -338,3 +355,13 @@ def evidence_rates(session: Session, run: Run) -> list[EvidenceRate]:
         .group_by(label).order_by(label)
     ).all()
     return [EvidenceRate(run.class_names[key], int(n), float(pointing), float(share)) for key, n, pointing, share in rows]
+
+
+def evidence_left_out(session: Session, run: Run) -> int:
+    """Explanations of images with evidence but no pointing figures: their true label was not explained (with
+    --top-labels), so the rates leave them out."""
+    return session.scalar(
+        select(func.count()).select_from(Explanation)
+        .join(ImageEvidence, ImageEvidence.image_id == Explanation.image_id)
+        .where(Explanation.run_id == run.id, Explanation.status == "ok", Explanation.pointing.is_(None))
+    ) or 0

@@ -30,7 +30,7 @@ class Grouping:
 def find_strategies(features: np.ndarray, seed: int = 0) -> Grouping:
     """Group the rows of `features` (one normalised map per explanation of a class)."""
     n = len(features)
-    if n < MIN_IMAGES:
+    if n < MIN_IMAGES or not np.ptp(features, axis=0).any():  # too few, or all alike (say, all blind): one group
         return Grouping(np.zeros(n, dtype=np.int64), [], n)
     from sklearn.decomposition import PCA
     from sklearn.neighbors import KNeighborsClassifier

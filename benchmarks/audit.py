@@ -110,7 +110,7 @@ def shortcut(work: Path, limit: int | None) -> tuple[dict, list[float]]:
         y, x = np.unravel_index(np.argmax(cell_map), cell_map.shape)
         scale_y, scale_x = data.x_val.shape[1] / cell_map.shape[0], data.x_val.shape[2] / cell_map.shape[1]
         y0, x0, y1, x1 = TAG_BOX
-        tag_peak = bool(y0 <= (y + 0.5) * scale_y <= y1 and x0 <= (x + 0.5) * scale_x <= x1)
+        tag_peak = bool(y0 <= (y + 0.5) * scale_y < y1 and x0 <= (x + 0.5) * scale_x < x1)  # ends exclusive
         timings = [row for row in session.scalars(select(Explanation.timings).where(Explanation.run_id == run.id))]
     summary_lines = [line.strip() for line in output.splitlines() if " group " in line and "images" in line]
     named_first = bool(summary_lines) and summary_lines[0].startswith(

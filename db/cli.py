@@ -213,9 +213,10 @@ def compare(
     format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table | csv | json."),
 ) -> None:
     """Two runs on the same images (e.g. two models): the images whose prediction changed, with how alike the two
-    explanations are (map_correlation: Spearman's rank correlation of the two predicted-label maps; top_overlap: the
-    overlap of their top tenths); --by-class for the mean per class (the true class, else A's prediction)."""
-    from audit.compare import class_comparison
+    explanations of the same label are (the true label; for an unlabelled image, the label both predict, else none):
+    map_correlation, Spearman's rank correlation of the two maps; top_overlap, the overlap of their top tenths;
+    --by-class for the mean per class."""
+    from audit.compare import compare_runs
     from audit.service import ensure_audit
 
     with session_factory()() as session, failing_on(reads.RunNotFound):
@@ -223,10 +224,14 @@ def compare(
         with console.status("auditing both runs (their maps)..."):
             ensure_audit(session, a)
             ensure_audit(session, b)
-        per_image, classes = class_comparison(session, a, b)
-        changed = reads.prediction_changes(session, a.id, b.id)
-        if every:
-            changed = reads.shared_predictions(session, a.id, b.id)
+        per_image: dict[int, tuple] = {}
+
+        def keep(image_id: int, correlation: float, overlap: float | None) -> None:
+            per_image[image_id] = (correlation, overlap)
+
+        classes = compare_runs(session, a, b, on_image=None if by_class else keep)
+        if not by_class:
+            changed = (reads.shared_predictions if every else reads.prediction_changes)(session, a.id, b.id)
     if maps_out is not None:
         from report.pictures import map_picture
 
@@ -240,7 +245,7 @@ def compare(
         console.print(f"{3 * len(classes)} PNG files in {maps_out}")
     if by_class:
         rows = [{"class": c.class_name, "images": c.images, "map_correlation": round(c.correlation, 4),
-                 "top_overlap": round(c.overlap, 4)} for c in classes]
+                 "top_overlap": None if np.isnan(c.overlap) else round(c.overlap, 4)} for c in classes]
         write_rows(rows, COMPARE_CLASS_COLUMNS, format, title=f"run {a.id} against run {b.id}, per class")
         return
     for row in changed:

@@ -11,14 +11,12 @@ from typing import NoReturn, Optional
 
 import typer
 from rich.console import Console
-from sqlalchemy import func, select
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from core.cli import USAGE_ERROR, Output, OutputFormat, fail, failing_on, show_pairs, write_rows
 from core.settings import cpu_count, reload_settings, settings
 from db import reads
-from db.models import StrategyGroup
 from db.session import session_factory
 from models.contract import PREPROCESS_FAMILIES
 from models.datasets import DATASET_NAMES
@@ -402,14 +400,14 @@ SHOWN_STRATEGIES = 8
 
 def print_strategies(run_id: int) -> None:
     """The run's audit (made now), one line per strategy group, suspected shortcuts first."""
-    from audit.service import ensure_audit, group_views
+    from audit.service import ensure_audit, group_count, group_views
 
     with session_factory()() as session:
         run = reads.find_run(session, run_id)
         with counting("auditing") as progress:
             ensure_audit(session, run, progress=progress)
         groups = group_views(session, run, limit=SHOWN_STRATEGIES + 1, typical=0)
-        total = session.scalar(select(func.count()).select_from(StrategyGroup).where(StrategyGroup.run_id == run_id))
+        total = group_count(session, run_id)
     if not groups:
         return
     console.print(f"[bold]strategies[/] (where the model looks, grouped per predicted class; "

@@ -60,7 +60,11 @@ class MaskFolder(Evidence):
         from PIL import Image
 
         with Image.open(path) as picture:
-            array = np.asarray(picture)
+            # transparency is not evidence: an opaque black background would make every pixel count
+            colour = picture.convert("RGBA") if "A" in picture.getbands() or picture.mode == "P" else picture
+            array = np.asarray(colour)
+        if array.ndim == 3 and array.shape[2] == 4:
+            return (array[:, :, :3] != 0).any(axis=2) & (array[:, :, 3] > 0)
         return (array != 0).any(axis=2) if array.ndim == 3 else array != 0
 
     def problem(self, entry, read_size, stored_size):
@@ -108,7 +112,7 @@ class BoxFile(Evidence):
         self.boxes: dict[str, list[tuple[int, int, int, int]]] = {}
         self.errors: list[str] = []
         try:
-            with open(path, newline="", encoding="utf-8") as handle:
+            with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's BOM
                 for number, row in enumerate(csv.reader(handle), start=1):
                     if not row or (number == 1 and row[0].strip().lower() == "path"):
                         continue  # a blank line, or the header
@@ -129,7 +133,18 @@ class BoxFile(Evidence):
         if not (0 <= x0 < x1 and 0 <= y0 < y1):
             self.errors.append(f"{where}: an empty box ({x0},{y0})-({x1},{y1}); want 0 <= x0 < x1 and 0 <= y0 < y1")
             return
-        self.boxes.setdefault(row[0].strip().replace(os.sep, "/"), []).append((x0, y0, x1, y1))
+        self.boxes.setdefault(self._key(row[0]), []).append((x0, y0, x1, y1))
+
+    def _key(self, path: str) -> str:
+        """A path as the folder's entries name their images: relative to it, with forward slashes (`./cat/a.png`,
+        `cat\\a.png` and the absolute path inside the folder all name `cat/a.png`)."""
+        given = Path(path.strip().replace("\\", "/"))
+        if given.is_absolute():
+            try:
+                given = given.resolve().relative_to(self.images.resolve())
+            except ValueError:
+                return given.as_posix()  # outside the folder: reported as boxes for no image
+        return given.as_posix().removeprefix("./")
 
     def problem(self, entry, read_size, stored_size):
         height, width = stored_size

@@ -22,7 +22,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from audit.compare import ClassComparison, compare_runs
-from audit.service import LARGEST_CELLS, MAX_GRID_CLASSES, evidence_rates, group_views
+from core.images import ReferenceFileError
+from audit.service import LARGEST_CELLS, MAX_GRID_CLASSES, evidence_rates, group_count, group_views
 from db import reads
 from db.models import ClassMap, Explanation, Run, StrategyGroup, decode_segments
 from report import pictures
@@ -197,11 +198,19 @@ def largest_cells(session: Session, run: Run) -> Iterator[str]:
     yield "</ol>"
 
 
+def gone(image_id: int, error: ReferenceFileError) -> str:
+    """What stands for an image stored by reference whose file is gone or changed: the page goes on without it."""
+    return f'<p class="gone" data-image-id="{image_id}">image {image_id}: {escape(error)}</p>'
+
+
 def small_pictures(session: Session, run: Run, image_id: int, caption: str) -> str:
     """An image and its predicted label's outlined superpixels, small, with a caption under both."""
     detail = reads.explanation_details(session, run.id, image_id=image_id)[0]
     row = detail.explanation
-    image = pictures.drawable(detail.image.pixels())
+    try:
+        image = pictures.drawable(detail.image.pixels())
+    except ReferenceFileError as error:
+        return gone(image_id, error)
     outlined = pictures.overlays(image, decode_segments(row.segments), detail.weights[row.predicted_label],
                                  enlarge=False)[0]
     predicted = detail.label_name(row.predicted_label)
@@ -212,7 +221,7 @@ def small_pictures(session: Session, run: Run, image_id: int, caption: str) -> s
 
 
 def strategies_section(session: Session, run: Run) -> Iterator[str]:
-    total = session.scalar(select(func.count()).select_from(StrategyGroup).where(StrategyGroup.run_id == run.id))
+    total = group_count(session, run.id)
     yield ('<h2 id="strategies">Strategies</h2><p class="note">Groups of explanations of one predicted class that look '
            "at the same place (spectral relevance analysis), in rank order: suspected shortcuts first (a group whose "
            "error rate is well above its class's). Each with its mean map and its most typical members.</p>")
@@ -270,22 +279,12 @@ def evidence_section(session: Session, run: Run) -> Iterator[str]:
         yield f"<p>All of them: {command(f'python -m db sql {query!r}')}</p>"
 
 
-def returned(generator):
-    """A generator's return value, its items dropped: compare_runs yields a figure per image, which the report does
-    not keep (audit.compare.class_comparison keeps them all)."""
-    while True:
-        try:
-            next(generator)
-        except StopIteration as finished:
-            return finished.value
-
-
 def comparison_section(session: Session, run_a: Run, run_b: Run) -> Iterator[str]:
-    classes: list[ClassComparison] = returned(compare_runs(session, run_a, run_b))
+    classes: list[ClassComparison] = compare_runs(session, run_a, run_b)
     yield (f'<h2 id="comparison">Compared with run {run_a.id} ({escape(run_a.name)})</h2><p class="note">Per class '
-           f"(the true class, run {run_a.id}'s prediction for images without), over the images both runs explained: "
-           "each run's mean map on one colour scale, their difference, and how alike the two runs' maps of the same "
-           "image are on average (rank correlation; overlap of their top tenths).</p>")
+           "(the true class; for images without, the class both runs predict), over the images both runs explained: "
+           "each run's mean map for that class on one colour scale, their difference, and how alike the two runs' "
+           "maps of the same image are on average (rank correlation; overlap of their top tenths).</p>")
     if not classes:
         yield "<p>The two runs have no explained image in common.</p>"
         return
@@ -297,7 +296,7 @@ def comparison_section(session: Session, run_a: Run, run_b: Run) -> Iterator[str
                f'<td>{picture(pictures.map_picture(entry.map_a, scale=scale), f"run {run_a.id}")}</td>'
                f'<td>{picture(pictures.map_picture(entry.map_b, scale=scale), f"run {run_b.id}")}</td>'
                f'<td>{picture(pictures.map_picture(entry.difference), "difference")}</td>'
-               f"<td>{entry.correlation:.2f}</td><td>{entry.overlap:.2f}</td></tr>")
+               f"<td>{entry.correlation:.2f}</td><td>{rounded(entry.overlap)}</td></tr>")
     yield "</table>"
 
 
@@ -368,7 +367,10 @@ def card(detail: reads.ExplanationDetail) -> str:
     """One mistake: the image, why the model chose its label and why the true one (outlines and weight heatmaps),
     its faithfulness figures, its top superpixels and where it came from."""
     row = detail.explanation
-    image = pictures.drawable(detail.image.pixels())
+    try:
+        image = pictures.drawable(detail.image.pixels())
+    except ReferenceFileError as error:
+        return gone(row.image_id, error)
     segments = decode_segments(row.segments)
     predicted, true = detail.label_name(row.predicted_label), detail.label_name(row.true_label)
     views = [(row.predicted_label, "predicted", predicted)]

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
-from audit.service import EvidenceRate, evidence_rates
+from audit.service import EvidenceRate, evidence_left_out, evidence_rates
 from db import reads
 from db.models import Run
 from models.contract import InputContract
@@ -62,7 +62,10 @@ def summarise_run(session: Session, run: Run) -> RunSummary:
         ))
     rates = evidence_rates(session, run)
     if rates:
-        rows.append(("evidence", evidence_line(rates)))
+        left_out = evidence_left_out(session, run)
+        rows.append(("evidence", evidence_line(rates) + (
+            f"; {left_out} images with evidence left out: their true label was not explained (--top-labels)"
+            if left_out else "")))
     spread = reads.sampling_spread(session, run.id)
     if spread is not None:
         rows.append(("model calls", sampling_line(spread)))
