@@ -296,8 +296,13 @@ def comparison_section(session: Session, run_a: Run, run_b: Run) -> Iterator[str
                f'<td>{picture(pictures.map_picture(entry.map_a, scale=scale), f"run {run_a.id}")}</td>'
                f'<td>{picture(pictures.map_picture(entry.map_b, scale=scale), f"run {run_b.id}")}</td>'
                f'<td>{picture(pictures.map_picture(entry.difference), "difference")}</td>'
-               f"<td>{entry.correlation:.2f}</td><td>{rounded(entry.overlap)}</td></tr>")
+               f"<td>{entry.correlation:.2f}</td><td>{overlap_cell(entry.overlap)}</td></tr>")
     yield "</table>"
+
+
+def overlap_cell(overlap: float) -> str:
+    """A class's mean top overlap; `-` when none of its maps had a top region (no positive weight anywhere)."""
+    return "-" if np.isnan(overlap) else f"{overlap:.2f}"
 
 
 def gallery_rows(session: Session, run_id: int, per_cell: int = GALLERY_PER_CELL, cells: int = LARGEST_CELLS):

@@ -24,7 +24,7 @@ from db.models import Explanation, Image, Run, StrategyGroup
 from db.runs import add_images, create_run, store_model_file
 from models.artifacts import ModelMetadata, file_sha256, write_metadata
 from report import html as report_html
-from report.html import GALLERY_PER_CELL, SHOWN_EXAMPLES, SHOWN_GROUPS, gallery_rows, returned, write_report
+from report.html import GALLERY_PER_CELL, SHOWN_EXAMPLES, SHOWN_GROUPS, gallery_rows, overlap_cell, write_report
 from tests.db.conftest import claimed, new_image, sessions  # noqa: F401  (sessions: a fixture)
 from tests.stack import run_id_of
 from worker.engine import ExplainParams, explain
@@ -206,7 +206,7 @@ def test_the_report_against_another_run_compares_their_maps_per_class(stack, run
     assert f"Compared with run {constant} (" in dom
     with stack.session() as session:
         run_a, run_b = reads.find_run(session, str(constant)), reads.find_run(session, str(demo))
-        expected = returned(compare_runs(session, run_a, run_b))
+        expected = compare_runs(session, run_a, run_b)
         wrong_reasons = session.execute(text(
             "SELECT image_id FROM reasons WHERE run_id = :run AND correct AND NOT pointing ORDER BY evidence_share, "
             "image_id"), {"run": demo}).scalars().all()
@@ -214,7 +214,7 @@ def test_the_report_against_another_run_compares_their_maps_per_class(stack, run
     assert [(name, int(images)) for name, images, _ in rows] == [(c.class_name, c.images) for c in expected]
     for (_, _, inside), entry in zip(rows, expected):
         assert re.findall(r'alt="([^"]+)"', inside) == [f"run {constant}", f"run {demo}", "difference"]
-        assert f"<td>{entry.correlation:.2f}</td><td>{entry.overlap:.2f}</td>" in inside
+        assert f"<td>{entry.correlation:.2f}</td><td>{overlap_cell(entry.overlap)}</td>" in inside
     # the demo's evidence: how many images are right for the wrong reasons, and the first of them
     assert f'<p id="wrong-reasons" data-count="{len(wrong_reasons)}">' in dom
     examples = re.findall(r'<figure class="small" data-image-id="(\d+)">', dom.split('id="wrong-reasons"')[1].split("<h2")[0])
