@@ -213,11 +213,11 @@ def _small_rgb(image: Image) -> np.ndarray | None:
         picture = image.pixels()
     except ReferenceFileError:
         return None
+    if picture.ndim == 2:  # a grey PNG decodes to (H, W)
+        picture = picture[:, :, None]
     scale = MEAN_IMAGE_SIDE / max(picture.shape[:2])
     if scale < 1:
         picture = images.resize(picture, max(1, round(picture.shape[0] * scale)), max(1, round(picture.shape[1] * scale)))
-    if picture.ndim == 2:
-        picture = picture[:, :, None]
     return np.repeat(picture, 3, axis=2) if picture.shape[2] == 1 else picture[:, :, :3]
 
 

@@ -131,9 +131,8 @@ def shortcut(work: Path, limit: int | None) -> tuple[dict, list[float]]:
 
 def stored_figures(database: Path) -> dict[str, tuple]:
     """source -> (pointing, evidence share, segments, weights of the evidence's label) as the product stored them."""
-    from sqlalchemy import select
-
     from db import reads
+    from db.models import decode_segments
 
     result = {}
     with sessions(database)() as session:
@@ -142,8 +141,6 @@ def stored_figures(database: Path) -> dict[str, tuple]:
             row = detail.explanation
             if row.pointing is None:
                 continue
-            from db.models import decode_segments
-
             label = row.true_label if row.true_label is not None else row.predicted_label
             result[detail.image.source] = (row.pointing, row.evidence_share, decode_segments(row.segments),
                                            detail.weights[label])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from producer.sources import IMAGE_SUFFIXES, BuiltinSource, Entry, FolderSource, Source
+from producer.sources import IMAGE_SUFFIXES, BuiltinSource, Entry, Source
 
 
 class EvidenceError(ValueError):
@@ -180,13 +180,18 @@ class KnownAnswer(Evidence):
         return mask if mask.any() and mask.shape == tuple(stored_size) else None
 
 
-def for_source(source: Source, evidence: Path | None, boxes: Path | None) -> Evidence | None:
-    """The evidence of a run's images: the user's masks or boxes for a folder, a built-in set's own, or none."""
+def check_options(folder: Path | None, evidence: Path | None, boxes: Path | None) -> None:
+    """Refuse evidence options that cannot go together, from the options alone."""
     if evidence is not None and boxes is not None:
         raise EvidenceError("give one of --evidence and --boxes", [])
+    if (evidence is not None or boxes is not None) and folder is None:
+        raise EvidenceError("--evidence and --boxes go with --folder: their paths are relative to it", [])
+
+
+def for_source(source: Source, evidence: Path | None, boxes: Path | None) -> Evidence | None:
+    """The evidence of a run's images: the user's masks or boxes for a folder (check_options first), a built-in
+    set's own, or none."""
     if evidence is not None or boxes is not None:
-        if not isinstance(source, FolderSource):
-            raise EvidenceError("--evidence and --boxes go with --folder: their paths are relative to it", [])
         if evidence is not None:
             if not Path(evidence).is_dir():
                 raise EvidenceError(f"evidence folder not found: {evidence}", [])

@@ -136,6 +136,7 @@ def prepare_run(
         raise EnqueueError(f"unknown --images {images_mode!r}; choose one of {', '.join(IMAGES_MODES)}")
     if images_mode == "reference" and folder is None:
         raise EnqueueError("--images reference needs --folder: only files can be referenced")
+    evidence_of.check_options(folder, evidence, boxes)  # before a demo model may be trained
     if num_samples is not None and num_samples != AUTO:
         try:
             num_samples = int(num_samples)
@@ -243,7 +244,7 @@ def new_image(source: Source, read: Read, size: tuple[int, int], images_mode: st
                          channels, read.entry.true_label, path)
 
 
-def evidence_masks(evidence: Evidence, reads: list[Read], stored: list[runs.NewImage]) -> dict[str, "np.ndarray"]:
+def evidence_masks(evidence: Evidence, reads: list[Read], stored: list[runs.NewImage]) -> dict:
     """The chunk's evidence masks at the images' stored size, by content hash; images without evidence left out."""
     masks = {}
     for read, image in zip(reads, stored):
