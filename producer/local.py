@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -41,16 +42,18 @@ class Worker:
         return self
 
     def wait_ready(self, timeout: float) -> None:
-        """Until the worker answers a ping through the broker."""
+        """Until this worker answers a ping through the broker (another worker on the same broker answering says
+        nothing about this one)."""
         from celery import Celery
 
         probe = Celery(broker=self.env["CELERY_BROKER_URL"])
+        me = self.name.replace("%h", socket.gethostname())
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"worker exited with {self.process.returncode}; see {self.log}")
-                if probe.control.ping(timeout=1.0):
+                if probe.control.ping(destination=[me], timeout=1.0):
                     return
             raise TimeoutError("worker did not answer a ping in time")
         finally:

@@ -65,14 +65,19 @@ def test_local_runs_the_whole_job_on_a_bare_machine_and_its_piped_output_is_plai
     assert "run 1: 20 of 20 done, 0 failed, 0 remaining" in out  # the progress, as plain lines
 
 
+IMAGES = 400  # the rectangles demo's whole validation split
+
+
 def test_ctrl_c_stops_the_workers_and_leaves_the_run_resumable(tmp_path, rectangles_model):
     models = tmp_path / "data" / "models"
     models.mkdir(parents=True)
     shutil.copy(rectangles_model, models / "rectangles.keras")
     shutil.copy(rectangles_model.with_suffix(".json"), models / "rectangles.json")
     env = local_env(tmp_path)
+    # the whole validation split: after the third image, far more work is left than a poll and a signal take, on any
+    # machine (with 40 images a fast machine finished the run before the SIGINT came)
     process = subprocess.Popen(
-        [sys.executable, "-m", "producer", "local", "--limit", "40", "--num-samples", "200", "--workers", "2"],
+        [sys.executable, "-m", "producer", "local", "--limit", str(IMAGES), "--num-samples", "200", "--workers", "2"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     wait_until(
@@ -86,13 +91,13 @@ def test_ctrl_c_stops_the_workers_and_leaves_the_run_resumable(tmp_path, rectang
     assert "resumable: python -m producer local --resume 1" in out.replace("\n", " ")
     assert not local_workers_running()
     finished = results(tmp_path, "SELECT COUNT(*) FROM explanations WHERE status = 'ok'")[0][0]
-    assert 3 <= finished < 40
+    assert 3 <= finished < IMAGES
 
     resumed = run_cli("producer", "local", "--resume", "1", "--workers", "2", env=env)
     assert "misclassified in run 1" in resumed.stdout
     per_image = results(tmp_path, "SELECT image_id, COUNT(*) FROM explanations WHERE run_id = 1 GROUP BY image_id")
-    assert len(per_image) == 40 and {n for _, n in per_image} == {1}
-    assert results(tmp_path, "SELECT COUNT(*) FROM explanations WHERE status = 'ok'")[0][0] == 40
+    assert len(per_image) == IMAGES and {n for _, n in per_image} == {1}
+    assert results(tmp_path, "SELECT COUNT(*) FROM explanations WHERE status = 'ok'")[0][0] == IMAGES
 
 
 def test_a_real_size_model_on_photos_of_mixed_sizes(tmp_path):
