@@ -135,8 +135,9 @@ def test_every_service_command_runs_here(tmp_path, rectangles_model):
             # is the point here, and all 400 at the default settings take minutes (../shared/compose-real runs them)
             summary = run("producer", "--limit", "40", "--num-samples", "500").stdout
             assert "accuracy" in summary and "misclassified" in summary
-            tasks = requests.get("http://127.0.0.1:5555/api/tasks", auth=auth, timeout=10).json()
-            assert len(tasks) >= 40
+            # Flower takes the task events as they come: wait for the last of them, do not assume they are all in
+            wait_until(lambda: len(requests.get("http://127.0.0.1:5555/api/tasks", auth=auth, timeout=10).json()) >= 40,
+                       "the run's 40 tasks in Flower", timeout=60)
             assert _get("http://127.0.0.1:5555/api/tasks", None) == 401
             assert flower.poll() is None
         finally:

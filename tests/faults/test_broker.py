@@ -100,9 +100,12 @@ def test_redis_wiped_in_the_middle_of_a_run_loses_nothing_and_needs_no_resume(re
     run_id = enqueue_run(faults, "redis-wiped")
     faults.wait_finished(run_id, 30)
     client = redis.Redis.from_url(redis_server.url)
-    queued = client.llen("celery")
+    # the window refills as the workers drain it: wipe at a moment the queue holds tasks (it may be empty for an
+    # instant between two refills)
+    queued = wait_until(lambda: client.llen("celery"), "tasks in the queue", timeout=30, every=0.001)
     client.flushall()
     client.close()
+    assert faults.counts(run_id).finished < IMAGES, "the wipe came after the run had finished"
     faults.wait_finished(run_id, IMAGES, timeout=300)
     figures = report(faults, "Redis wiped (FLUSHALL), no resume", run_id, 1)
     resent = sent_again_by_sweeper(faults)

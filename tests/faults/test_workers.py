@@ -27,9 +27,8 @@ def test_a_worker_child_killed_mid_task_loses_nothing(faults):
     killed = []
     for progress in (20, 45, 70):  # three times, each a task caught in the middle
         faults.wait_finished(run_id, progress)
-        while (hit := signal_a_running_task(faults, run_id, signal.SIGKILL)) is None:
-            time.sleep(0.01)
-        killed.append(hit)
+        killed.append(wait_until(lambda: signal_a_running_task(faults, run_id, signal.SIGKILL), "a task to kill",
+                                 timeout=60, every=0.01))
     faults.wait_finished(run_id, IMAGES)
     figures = report(faults, "SIGKILL one worker child mid-task (x3)", run_id, len(killed))
     assert_nothing_lost_or_doubled(figures)
@@ -46,8 +45,8 @@ def test_a_whole_worker_killed_mid_run_is_recovered_once_its_heartbeats_stop(fau
     first = faults.start_worker()
     run_id = enqueue_run(faults, "worker-killed")
     faults.wait_finished(run_id, 30)
-    while signal_a_running_task(faults, run_id, 0) is None:  # signal 0: only make sure a task is mid-way
-        time.sleep(0.01)
+    # signal 0: only make sure a task is mid-way
+    wait_until(lambda: signal_a_running_task(faults, run_id, 0), "a task mid-way", timeout=60, every=0.01)
     first.kill()  # main process and children at once: the tasks it held stay unacknowledged in Redis
     killed = time.monotonic()
     killed_at = faults.counts(run_id).finished
@@ -75,9 +74,8 @@ def test_a_slow_worker_that_still_sends_heartbeats_is_not_declared_lost(faults):
     faults.start_worker()
     run_id = enqueue_run(faults, "slow-worker")
     faults.wait_finished(run_id, 10)
-    while (hit := signal_a_running_task(faults, run_id, signal.SIGSTOP)) is None:
-        time.sleep(0.01)
-    image_id, pid = hit
+    image_id, pid = wait_until(lambda: signal_a_running_task(faults, run_id, signal.SIGSTOP), "a task to stall",
+                               timeout=60, every=0.01)
     stalled_s = LOST_AFTER_S + 3 * int(FAULT_SETTINGS["SWEEP_INTERVAL_S"])  # sweeps looked well past the limit
     time.sleep(stalled_s)  # the fault itself: a task that takes this long
     os.kill(pid, signal.SIGCONT)

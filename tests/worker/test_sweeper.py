@@ -15,7 +15,7 @@ from worker.sweeper import (
 
 
 def test_a_worker_whose_heartbeats_stop_is_lost_with_the_tasks_it_held(monkeypatch):
-    monkeypatch.setattr(settings, "lost_worker_after_s", 1)
+    monkeypatch.setattr(settings, "lost_worker_after_s", 3)  # a stall of 3 s before the first look would fail it
     with redis_database(redis_url(11)) as url:
         client = redis.Redis.from_url(url)
         for worker in ("dead@a/1", "gone@b/2", "busy@c/3"):
