@@ -42,17 +42,22 @@ def planted(count: int = 84):
     return pictures, labels, tagged, evidence
 
 
+def stored_run(session, name: str, pictures: np.ndarray, labels: np.ndarray):
+    """A run of the function model over these images, stored as the producer stores them: (run, image ids, pixels)."""
+    runs.store_model_file(session, "b" * 64, b"model", {"class_names": ["bright", "dark"]})
+    run = runs.create_run(session, name=name, model_path="m.keras", model_sha256="b" * 64,
+                          class_names=["bright", "dark"], params=PARAMS.to_dict(), source="test", value_range=[0.0, 1.0])
+    stored = [images.to_uint8(p) for p in pictures]
+    ids, _ = runs.add_images(session, run, [
+        runs.NewImage(images.pixels_sha256(p), images.png_bytes(p), f"{name}-{i}.png", SIZE, SIZE, 3, int(labels[i]))
+        for i, p in enumerate(stored)])
+    return run, ids, stored
+
+
 def test_the_audit_finds_the_planted_shortcut_and_the_evidence_figures(sessions):
     pictures, labels, tagged, evidence = planted()
     with sessions() as session:
-        runs.store_model_file(session, "b" * 64, b"model", {"class_names": ["bright", "dark"]})
-        run = runs.create_run(session, name="planted", model_path="m.keras", model_sha256="b" * 64,
-                              class_names=["bright", "dark"], params=PARAMS.to_dict(), source="test",
-                              value_range=[0.0, 1.0])
-        stored = [images.to_uint8(p) for p in pictures]
-        ids, _ = runs.add_images(session, run, [
-            runs.NewImage(images.pixels_sha256(p), images.png_bytes(p), f"image-{i}.png", SIZE, SIZE, 3, int(labels[i]))
-            for i, p in enumerate(stored)])
+        run, ids, stored = stored_run(session, "planted", pictures, labels)
         for image_id, mask in zip(ids, evidence):
             if mask.any():
                 session.add(ImageEvidence(image_id=image_id, mask=maps.encode_mask(mask), pixels=int(mask.sum())))
@@ -106,14 +111,7 @@ def test_the_audit_finds_the_planted_shortcut_and_the_evidence_figures(sessions)
 def test_maps_missing_from_older_rows_are_made_by_the_audit_and_kept(sessions):
     pictures, labels, _, _ = planted(30)
     with sessions() as session:
-        runs.store_model_file(session, "c" * 64, b"model", {"class_names": ["bright", "dark"]})
-        run = runs.create_run(session, name="old", model_path="m.keras", model_sha256="c" * 64,
-                              class_names=["bright", "dark"], params=PARAMS.to_dict(), source="test",
-                              value_range=[0.0, 1.0])
-        stored = [images.to_uint8(p) for p in pictures]
-        ids, _ = runs.add_images(session, run, [
-            runs.NewImage(images.pixels_sha256(p), images.png_bytes(p), f"i{i}.png", SIZE, SIZE, 3, int(labels[i]))
-            for i, p in enumerate(stored)])
+        run, ids, stored = stored_run(session, "old", pictures, labels)
         run.status = "running"
         session.commit()
         for image_id, picture in zip(ids, stored):
