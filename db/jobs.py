@@ -209,6 +209,7 @@ class Feedable:
     run_id: int
     next_position: int
     stored: int  # images stored so far (the producer may still be storing)
+    finished: int  # images with a finished result: next_position - finished were sent and are not done yet
 
 
 def runs_to_feed(session: Session) -> list[Feedable]:
@@ -216,7 +217,7 @@ def runs_to_feed(session: Session) -> list[Feedable]:
     return [
         Feedable(*row)
         for row in session.execute(
-            select(Run.id, Run.next_position, Run.image_count)
+            select(Run.id, Run.next_position, Run.image_count, Run.finished_count)
             .where(Run.status.in_(("enqueueing", "running")), Run.next_position < Run.image_count)
             .order_by(Run.id)
         )

@@ -35,21 +35,17 @@ def declare_task_queue(app: Celery) -> int:
         return queue.queue_declare().message_count
 
 
-def fair_shares(free: int, waiting: list[int]) -> list[int]:
-    """`free` places split among runs with `waiting` images each: equal shares, what a run cannot use going to the
-    others (each run gets min(its waiting, the level), the level as high as the places allow)."""
+def fair_shares(free: int, waiting: list[int], in_flight: list[int]) -> list[int]:
+    """`free` places split among runs with `waiting` images each so that their work in flight (sent, not finished)
+    comes out as equal as the places allow: each place goes to the run with the least in flight (the oldest on a
+    tie) that still has images waiting. Counting what is in flight, not only this call's places, keeps the split
+    fair when the window frees one place at a time (a lone place would otherwise go to the oldest run every time)."""
     shares = [0] * len(waiting)
-    open_runs = [i for i, count in enumerate(waiting) if count > 0]
-    while free > 0 and open_runs:
-        each = max(1, free // len(open_runs))
-        for i in list(open_runs):
-            give = min(each, waiting[i] - shares[i], free)
-            shares[i] += give
-            free -= give
-            if shares[i] == waiting[i]:
-                open_runs.remove(i)
-            if free == 0:
-                break
+    for _ in range(free):
+        open_runs = [i for i, count in enumerate(waiting) if shares[i] < count]
+        if not open_runs:
+            break
+        shares[min(open_runs, key=lambda i: (in_flight[i] + shares[i], i))] += 1
     return shares
 
 
@@ -63,7 +59,8 @@ def fill_window(app: Celery, session_factory, limit: int | None = None) -> int:
     sent = 0
     with session_factory() as session:
         waiting = jobs.runs_to_feed(session)
-        shares = fair_shares(free, [run.stored - run.next_position for run in waiting])
+        shares = fair_shares(free, [run.stored - run.next_position for run in waiting],
+                             [max(0, run.next_position - run.finished) for run in waiting])
         for run, share in zip(waiting, shares):
             if share == 0:
                 continue
