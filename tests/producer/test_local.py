@@ -8,8 +8,10 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 from tests.services import REPO
 from tests.waiting import wait_until
@@ -22,8 +24,17 @@ def local_env(tmp_path) -> dict[str, str]:
     return env
 
 
-def local_workers_running() -> bool:
-    return subprocess.run(["pgrep", "-f", "worker worker .* -n local@"], capture_output=True).returncode == 0
+def local_workers(tmp_path) -> list[int]:
+    """The pids of `producer local` worker processes on this test's DATA_DIR (other tests may run theirs meanwhile)."""
+    mine = f"DATA_DIR={(tmp_path / 'data').resolve()}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if b"-n\0local@" in (proc / "cmdline").read_bytes() and mine in (proc / "environ").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+        except (OSError, ValueError):  # not a process, or one that ended meanwhile
+            continue
+    return found
 
 
 def results(tmp_path, sql: str) -> list:
@@ -52,7 +63,7 @@ def test_local_runs_the_whole_job_on_a_bare_machine_and_its_piped_output_is_plai
     assert f"results: sqlite:///{tmp_path / 'data' / 'results.db'}  (python -m db misclassified --run 1)" in out
     assert (tmp_path / "data" / "broker.db").exists()  # the embedded broker
     assert results(tmp_path, "SELECT status, COUNT(*) FROM explanations GROUP BY status") == [("ok", 20)]
-    assert not local_workers_running()
+    assert not local_workers(tmp_path)
     assert not BOX_DRAWING.search(out), out
     lines = out.splitlines()
     if "misclassified in run 1: none" not in lines:
@@ -65,7 +76,7 @@ def test_local_runs_the_whole_job_on_a_bare_machine_and_its_piped_output_is_plai
     assert "run 1: 20 of 20 done, 0 failed, 0 remaining" in out  # the progress, as plain lines
 
 
-IMAGES = 400  # the rectangles demo's whole validation split
+IMAGES = 40
 
 
 def test_ctrl_c_stops_the_workers_and_leaves_the_run_resumable(tmp_path, rectangles_model):
@@ -74,22 +85,31 @@ def test_ctrl_c_stops_the_workers_and_leaves_the_run_resumable(tmp_path, rectang
     shutil.copy(rectangles_model, models / "rectangles.keras")
     shutil.copy(rectangles_model.with_suffix(".json"), models / "rectangles.json")
     env = local_env(tmp_path)
-    # the whole validation split: after the third image, far more work is left than a poll and a signal take, on any
-    # machine (with 40 images a fast machine finished the run before the SIGINT came)
     process = subprocess.Popen(
         [sys.executable, "-m", "producer", "local", "--limit", str(IMAGES), "--num-samples", "200", "--workers", "2"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    wait_until(
-        lambda: (tmp_path / "data" / "results.db").exists()
-        and results(tmp_path, "SELECT COUNT(*) FROM explanations WHERE status = 'ok'")[0][0] >= 3,
-        "three images explained", timeout=180,
-    )
+    def explained() -> int:
+        try:
+            return results(tmp_path, "SELECT COUNT(*) FROM explanations WHERE status = 'ok'")[0][0]
+        except OperationalError:  # the database file is there, its tables not yet
+            return 0
+
+    wait_until(lambda: (tmp_path / "data" / "results.db").exists() and explained() >= 3, "three images explained",
+               timeout=180)
+    # The worker's processes frozen, the run cannot end by itself before the Ctrl-C, however fast the machine; they
+    # go on once it is sent, so the workers' warm shutdown finishes the tasks they hold.
+    frozen = local_workers(tmp_path)  # the main process and its children
+    assert len(frozen) == 3, frozen
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
     process.send_signal(signal.SIGINT)
+    for pid in frozen:
+        os.kill(pid, signal.SIGCONT)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     assert "resumable: python -m producer local --resume 1" in out.replace("\n", " ")
-    assert not local_workers_running()
+    assert not local_workers(tmp_path)
     finished = results(tmp_path, "SELECT COUNT(*) FROM explanations WHERE status = 'ok'")[0][0]
     assert 3 <= finished < IMAGES
 
@@ -128,7 +148,7 @@ def test_a_real_size_model_on_photos_of_mixed_sizes(tmp_path):
     assert results(tmp_path, "SELECT DISTINCT n_segments > 1 FROM explanations") == [(1,)]
     # An untrained network gives every photo the same probabilities: said, not hidden.
     assert "WARNING" in result.stdout and "never learned to tell these images apart" in result.stdout
-    assert not local_workers_running()
+    assert not local_workers(tmp_path)
 
 
 def test_the_progress_figures_suit_slow_and_fast_images():
