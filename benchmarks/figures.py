@@ -250,12 +250,28 @@ def audit_table(saved: dict) -> str:
     return table(["figure", "measured", "target"], rows) + f"\n\n{provenance(saved)}"
 
 
+def suite_runs(saved: dict) -> str:
+    """The test suite's recorded runs (tests/suite_report.py, `--record-timings`), and the first run's slowest ten."""
+    rows = [[run["label"], f"`{run['arguments'] or '(everything)'}`", str(run["processes"]),
+             f"{run['wall_s'] / 60:.1f}", f"{run['passed']} / {run['failed']} / {run['skipped']}",
+             f"{run['lost']} / {run['duplicated']} ({run['fault_rows']} faults)", run["neighbour"] or "nothing",
+             f"{run['date']}, {run['commit']}, {run['cores']} cores"]
+            for run in saved["runs"]]
+    first = saved["runs"][0]
+    slowest = [[f"`{nodeid}`", f"{seconds:.1f}"] for nodeid, seconds in first["slowest"]]
+    return (table(["run", "pytest arguments", "xdist processes", "wall, min", "passed / failed / skipped",
+                   "lost / duplicated", "beside it", "when"], rows)
+            + f"\n\nThe slowest ten tests of run {first['label']} (setup, call and teardown):\n\n"
+            + table(["test", "s"], slowest))
+
+
 RENDERERS = {
     "scale.table": (scale_table, "scale"), "scale.million": (scale_million, "scale"),
     "quality.levers": (quality_levers, "quality"), "quality.grid": (quality_grid, "quality"),
     "quality.full": (quality_full, "quality"), "quality.targets": (quality_targets, "quality"),
     "peers.table": (peers_table, "peers"), "engine.table": (engine_table, "engine"),
     "pipeline.table": (pipeline_table, "pipeline"), "audit.table": (audit_table, "audit"),
+    "suite.runs": (suite_runs, "suite"),
 }
 
 

@@ -1,11 +1,13 @@
-"""Shared fixtures: the real demo models, trained once per test session."""
+"""Shared fixtures: the real demo models, trained once per test run (whatever the number of pytest-xdist workers)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -13,25 +15,40 @@ from tests.services import REPO
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+pytest_plugins = ["tests.suite_report"]  # the fault table and --record-timings
+
+
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], object]) -> Path:
+    """A folder made once per test run and shared by every pytest-xdist worker: the first worker to ask calls
+    make(folder) under a lock, the others wait for it and reuse the folder."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's base folder, above the workers' own
+    folder = root / "made-once" / name
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder.parent / f"{name}.done").exists():
+            folder.mkdir(exist_ok=True)
+            make(folder)
+            (folder.parent / f"{name}.done").touch()
+    return folder
+
 
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("models")
-
-
-@pytest.fixture(scope="session")
-def rectangles_model(model_dir) -> Path:
+def rectangles_model(tmp_path_factory) -> Path:
     """The demo rectangles CNN (default preset), trained through the real CLI."""
-    path = model_dir / "rectangles.keras"
-    run_cli("models", "train", "--dataset", "rectangles", "--out", str(path))
-    return path
+    folder = made_once(tmp_path_factory, "rectangles", lambda folder: run_cli(
+        "models", "train", "--dataset", "rectangles", "--out", str(folder / "rectangles.keras")))
+    return folder / "rectangles.keras"
 
 
 @pytest.fixture(scope="session")
-def digits_model(model_dir) -> Path:
+def digits_model(tmp_path_factory) -> Path:
     from models.cnn import train
 
-    return train("digits", model_dir / "digits.keras").path
+    folder = made_once(tmp_path_factory, "digits", lambda folder: train("digits", folder / "digits.keras"))
+    return folder / "digits.keras"
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +56,8 @@ def tutorial(tmp_path_factory) -> tuple[Path, Path]:
     """A user's tutorial-style model (Rescaling(1/255) inside, logits out, no metadata) and its folder of PNGs."""
     from tests.tutorial import make_tutorial_model
 
-    return make_tutorial_model(tmp_path_factory.mktemp("tutorial"))
+    folder = made_once(tmp_path_factory, "tutorial", make_tutorial_model)
+    return folder / "mine.keras", folder / "val"
 
 
 def run_cli(package: str, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:

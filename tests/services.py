@@ -52,9 +52,14 @@ def empty_database(backend: str, folder: Path):
     return postgres_database() if backend == "postgresql" else nullcontext(f"sqlite:///{folder / 'db.sqlite'}")
 
 
+def xdist_worker_index() -> int:
+    """0 for the first pytest-xdist worker (gw0) or for a run without xdist, 1 for gw1, ..."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+
+
 def redis_url(database: int) -> str:
     """The test Redis with another database number: a stack of its own, whose workers no other stack's take tasks
-    from (the pipeline tests' shared stack uses REDIS_URL's)."""
+    from (REDIS_URL's is for the tests that enqueue with no worker)."""
     return f"{REDIS_URL.rsplit('/', 1)[0]}/{database}"
 
 

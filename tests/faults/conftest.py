@@ -1,6 +1,6 @@
 """Fault tests: real Redis, PostgreSQL and `celery worker` processes, a run of 100 demo images each, and a
 fault injected in the middle of it. Each test prints what it did and its figures; the session's summary
-repeats them as one table.
+repeats them as one table (tests/suite_report.py).
 
 Every test gets its own redis-server on a spare port (so it may stop or restart it) and a fresh
 database; the machine's shared services are never stopped.
@@ -50,12 +50,10 @@ def faults(redis_server, stack_on):
     return stack_on(redis_server.url)
 
 
-def pytest_terminal_summary(terminalreporter):
-    if not table:
-        return
-    columns = ["faults", "images", "rows", "ok", "failed", "retried", "lost", "duplicated", "seconds"]
-    width = max(len(row["fault"]) for row in table)
-    terminalreporter.section("faults injected")
-    terminalreporter.write_line(f"{'fault':<{width}}  " + "  ".join(f"{c:>10}" for c in columns))
-    for row in table:
-        terminalreporter.write_line(f"{row['fault']:<{width}}  " + "  ".join(f"{row[c]!s:>10}" for c in columns))
+@pytest.fixture(autouse=True)
+def _fault_rows(request):
+    """The rows this test reported, on its teardown report: with pytest-xdist only reports reach the process that
+    prints the session's fault table (tests.suite_report)."""
+    before = len(table)
+    yield
+    request.node.user_properties.extend(("fault", row) for row in table[before:])
