@@ -12,6 +12,7 @@ memory does not grow with the job, and a Redis that loses everything loses no im
 
 from __future__ import annotations
 
+import heapq
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -41,11 +42,15 @@ def fair_shares(free: int, waiting: list[int], in_flight: list[int]) -> list[int
     tie) that still has images waiting. Counting what is in flight, not only this call's places, keeps the split
     fair when the window frees one place at a time (a lone place would otherwise go to the oldest run every time)."""
     shares = [0] * len(waiting)
+    levels = [(in_flight[i], i) for i, count in enumerate(waiting) if count > 0]  # a heap: O(free log runs)
+    heapq.heapify(levels)
     for _ in range(free):
-        open_runs = [i for i, count in enumerate(waiting) if shares[i] < count]
-        if not open_runs:
+        if not levels:
             break
-        shares[min(open_runs, key=lambda i: (in_flight[i] + shares[i], i))] += 1
+        level, i = heapq.heappop(levels)
+        shares[i] += 1
+        if shares[i] < waiting[i]:
+            heapq.heappush(levels, (level + 1, i))
     return shares
 
 
