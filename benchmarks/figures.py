@@ -43,17 +43,22 @@ def rounded(value: float) -> float:
     return round(value, 4) if value == 0 or abs(value) >= 1e-3 else float(f"{value:.3g}")
 
 
-def save(benchmark: str, result: dict) -> Path:
-    """Keep a benchmark's result with where and when it was measured."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+def commit() -> str:
+    """The checkout's commit, marked when tracked files differ from it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
                            text=True).stdout.strip()
+    return head + ("+changes" if dirty else "")
+
+
+def save(benchmark: str, result: dict) -> Path:
+    """Keep a benchmark's result with where and when it was measured."""
     FIGURES.mkdir(parents=True, exist_ok=True)
     path = FIGURES / f"{benchmark}.json"
     path.write_text(json.dumps({
         "benchmark": benchmark,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "commit": commit + ("+changes" if dirty else ""),
+        "commit": commit(),
         "cores": cpu_count(),
         "result": result,
     }, indent=1) + "\n")

@@ -5,13 +5,14 @@ time, outcome and slowest tests kept as JSON (docs/figures/suite.json is rendere
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
+
+from benchmarks.figures import commit
+from core.settings import cpu_count
 
 FAULT_COLUMNS = ["faults", "images", "rows", "ok", "failed", "retried", "lost", "duplicated", "seconds"]
 _started = time.monotonic()
@@ -54,17 +55,16 @@ def record(path: Path, config, reports, wall_s: float, faults: list[dict]) -> No
     outcome: dict[str, str] = {}
     for report in reports:
         per_test[report.nodeid] += report.duration
-        if report.when == "call" or report.outcome != "passed":
-            outcome[report.nodeid] = report.outcome if outcome.get(report.nodeid) in (None, "passed") else outcome[report.nodeid]
+        # a test's outcome is its call's, unless a setup or teardown failed or skipped it
+        if (report.when == "call" or report.outcome != "passed") and outcome.get(report.nodeid, "passed") == "passed":
+            outcome[report.nodeid] = report.outcome
     counts = {state: sum(1 for o in outcome.values() if o == state) for state in ("passed", "failed", "skipped")}
     slowest = sorted(per_test.items(), key=lambda item: -item[1])[:10]
-    repo = Path(__file__).resolve().parent.parent
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
     run = {
         "label": config.getoption("record_label"),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
-        "commit": commit,
-        "cores": os.cpu_count(),
+        "commit": commit(),
+        "cores": cpu_count(),
         "arguments": " ".join(config.invocation_params.args),
         "processes": config.getoption("numprocesses", None) or 0,
         "neighbour": config.getoption("record_neighbour"),
