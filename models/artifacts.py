@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -70,8 +71,11 @@ def metadata_path(model_path: str | Path) -> Path:
 
 
 def write_metadata(model_path: str | Path, metadata: ModelMetadata) -> Path:
+    """Written whole or not at all: a worker's other processes may read it while this one writes (model cache)."""
     path = metadata_path(model_path)
-    path.write_text(json.dumps(asdict(metadata), indent=2) + "\n")
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps(asdict(metadata), indent=2) + "\n")
+    os.replace(partial, path)
     return path
 
 

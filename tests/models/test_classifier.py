@@ -58,3 +58,18 @@ def test_a_users_model_without_metadata_gets_defaults(tmp_path):
     assert classifier.class_names == ["0", "1", "2"]
     assert classifier.input_shape == (16, 16, 3)
     assert classifier.predict(np.zeros((2, 16, 16, 3), np.float32)).shape == (2, 3)
+
+
+def test_metadata_is_replaced_whole_while_another_process_reads_it(tmp_path):
+    """A worker's processes fetch a model into the shared cache at once: one rewrites the metadata while another
+    reads it. A reader must see the old file whole or the new one whole, never a truncated one."""
+    from models.artifacts import ModelMetadata, metadata_path, read_metadata, write_metadata
+
+    model = tmp_path / "m.keras"
+    old = ModelMetadata(class_names=["a", "b"], input_shape=[8, 8, 3], sha256="1" * 64)
+    write_metadata(model, old)
+    with open(metadata_path(model)) as reader:  # opened before the rewrite, read after it
+        write_metadata(model, ModelMetadata(class_names=["c", "d"], input_shape=[8, 8, 3], sha256="2" * 64))
+        assert '"1111' in reader.read()  # the old file, whole: the new one is a new file, moved into place
+    assert read_metadata(model).class_names == ["c", "d"]
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]  # no partial file left behind
