@@ -45,6 +45,10 @@ class Settings(BaseSettings):
         default=120,
         description="A worker that sent no heartbeat for this long is lost: the tasks it held are sent again.",
     )
+    database_retry_max_s: int = Field(
+        default=60, ge=1,
+        description="While the database is unreachable a task tries again after 2 s, doubling up to this (12 tries).",
+    )
     max_attempts: int = Field(
         default=3, description="Deliveries of one image before it is stored as failed (poison images end here)."
     )

@@ -26,7 +26,8 @@ logger = get_task_logger(__name__)
 
 # The database went away (restart, network): retry with exponential backoff, the image is not at fault.
 RETRY_WHILE_THE_DATABASE_IS_AWAY = dict(
-    autoretry_for=(OperationalError,), retry_backoff=2, retry_backoff_max=60, retry_jitter=True, max_retries=12,
+    autoretry_for=(OperationalError,), retry_backoff=2, retry_backoff_max=settings.database_retry_max_s,
+    retry_jitter=True, max_retries=12,
 )
 
 

@@ -1,4 +1,4 @@
-"""Fault tests: real Redis, PostgreSQL and `celery worker` processes, a run of 100 demo images each, and a
+"""Fault tests: real Redis, PostgreSQL and `celery worker` processes, a run of 40 demo images each, and a
 fault injected in the middle of it. Each test prints what it did and its figures; the session's summary
 repeats them as one table (tests/suite_report.py).
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
 import redis
 from sqlalchemy import func, select
 
@@ -19,19 +18,17 @@ from tests.stack import Stack
 from tests.waiting import broker_idle, wait_until
 from worker.messages import EXPLAIN_TASK
 
-pytestmark = pytest.mark.slow  # minutes of real faults; CI runs them
-
 SWEEPER_OFF = {"SWEEP_INTERVAL_S": "3600"}
 
 
 def restart_midway(server: RedisServer, stack_on, name: str) -> tuple[Stack, int]:
     """A worker (without the sweeper) and a run on `server`, restarted with SIGTERM, as `docker compose
-    restart redis` does, once 30 images are finished."""
+    restart redis` does, once 12 images are finished."""
     faults = stack_on(server.url)
     faults.env.update(SWEEPER_OFF)
     faults.start_worker()
     run_id = enqueue_run(faults, name)
-    faults.wait_finished(run_id, 30)
+    faults.wait_finished(run_id, 12)
     server.restart()
     return faults, run_id
 
@@ -91,14 +88,14 @@ def test_messages_taken_from_the_queue_and_lost_are_sent_again_by_the_sweeper(re
 
 
 def test_redis_wiped_in_the_middle_of_a_run_loses_nothing_and_needs_no_resume(redis_server, stack_on):
-    """FLUSHALL with 30 images done: the queued tasks, the workers' records and the queue's binding are gone. The
+    """FLUSHALL with 12 images done: the queued tasks, the workers' records and the queue's binding are gone. The
     window refills the queue from the database, and the sweeper sends again what the wipe took; the run finishes
     with nothing lost and nothing duplicated, without `producer resume`."""
     faults = stack_on(redis_server.url)
-    faults.env.update({"MAX_QUEUED": "20"})  # the window: 20 of the 100 tasks in Redis at a time
+    faults.env.update({"MAX_QUEUED": "10"})  # the window: 10 of the 40 tasks in Redis at a time
     faults.start_worker()
     run_id = enqueue_run(faults, "redis-wiped")
-    faults.wait_finished(run_id, 30)
+    faults.wait_finished(run_id, 12)
     client = redis.Redis.from_url(redis_server.url)
     # the window refills as the workers drain it: wipe at a moment the queue holds tasks (it may be empty for an
     # instant between two refills)
@@ -111,6 +108,6 @@ def test_redis_wiped_in_the_middle_of_a_run_loses_nothing_and_needs_no_resume(re
     resent = sent_again_by_sweeper(faults)
     print(f"tasks in the queue when wiped: {queued}; the sweeper sent again: {resent}")
     assert_nothing_lost_or_doubled(figures)
-    assert figures["ok"] == IMAGES and 0 < queued <= 20
+    assert figures["ok"] == IMAGES and 0 < queued <= 10
     with faults.session() as session:
         assert session.get(Run, run_id).status == "done"

@@ -10,8 +10,6 @@ import pytest
 from tests.services import PostgresServer
 from tests.faults.figures import IMAGES, assert_nothing_lost_or_doubled, enqueue_run, report
 
-pytestmark = pytest.mark.slow  # minutes of real faults; CI runs them
-
 OUTAGE_S = 12
 
 
@@ -28,7 +26,7 @@ def test_postgresql_down_for_a_while_then_the_run_completes(redis_server, own_po
     faults = stack_on(redis_server.url, own_postgres.url)
     faults.start_worker()
     run_id = enqueue_run(faults, "database-down")
-    faults.wait_finished(run_id, 30)
+    faults.wait_finished(run_id, 12)
     own_postgres.stop()  # fast shutdown: every open connection is cut
     time.sleep(OUTAGE_S)
     own_postgres.start()

@@ -6,15 +6,12 @@ import os
 import signal
 import time
 
-import pytest
 
 from tests.faults.figures import (
     FAULT_SETTINGS, IMAGES, assert_nothing_lost_or_doubled, attempts, declared_lost, enqueue_run, report,
     sent_again_by_sweeper, signal_a_running_task,
 )
 from tests.waiting import wait_until
-
-pytestmark = pytest.mark.slow  # minutes of real faults; CI runs them
 
 VISIBILITY_S = 600
 REALISTIC_VISIBILITY = {"VISIBILITY_TIMEOUT_S": str(VISIBILITY_S)}  # production's is 3600: 600 is just as out of reach
@@ -25,7 +22,7 @@ def test_a_worker_child_killed_mid_task_loses_nothing(faults):
     worker = faults.start_worker()
     run_id = enqueue_run(faults, "child-killed")
     killed = []
-    for progress in (20, 45, 70):  # three times, each a task caught in the middle
+    for progress in (8, 18, 28):  # three times, each a task caught in the middle
         faults.wait_finished(run_id, progress)
         killed.append(wait_until(lambda: signal_a_running_task(faults, run_id, signal.SIGKILL), "a task to kill",
                                  timeout=60, every=0.01))
@@ -44,7 +41,7 @@ def test_a_whole_worker_killed_mid_run_is_recovered_once_its_heartbeats_stop(fau
     faults.env.update(REALISTIC_VISIBILITY)
     first = faults.start_worker()
     run_id = enqueue_run(faults, "worker-killed")
-    faults.wait_finished(run_id, 30)
+    faults.wait_finished(run_id, 12)
     # signal 0: only make sure a task is mid-way
     wait_until(lambda: signal_a_running_task(faults, run_id, 0), "a task mid-way", timeout=60, every=0.01)
     first.kill()  # main process and children at once: the tasks it held stay unacknowledged in Redis
@@ -73,7 +70,7 @@ def test_a_slow_worker_that_still_sends_heartbeats_is_not_declared_lost(faults):
     faults.env.update({**REALISTIC_VISIBILITY, "TASK_SOFT_TIME_LIMIT_S": "60", "TASK_TIME_LIMIT_S": "70"})
     faults.start_worker()
     run_id = enqueue_run(faults, "slow-worker")
-    faults.wait_finished(run_id, 10)
+    faults.wait_finished(run_id, 5)
     image_id, pid = wait_until(lambda: signal_a_running_task(faults, run_id, signal.SIGSTOP), "a task to stall",
                                timeout=60, every=0.01)
     stalled_s = LOST_AFTER_S + 3 * int(FAULT_SETTINGS["SWEEP_INTERVAL_S"])  # sweeps looked well past the limit
