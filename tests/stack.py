@@ -10,6 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Iterator
 
+import pytest
 from celery import Celery
 from sqlalchemy.orm import sessionmaker
 
@@ -19,6 +20,12 @@ from producer.local import Worker
 from tests.conftest import run_cli
 from tests.services import postgres_database
 from tests.waiting import wait_for_run
+
+
+def on_backend(name: str):
+    """For a pipeline test where the database is not the point (the broker, Flower, files, options): the shared
+    stack of that one backend ("sqlite" or "postgresql"), not both; what SQL does runs on both."""
+    return pytest.mark.parametrize("stack", [name], indirect=True)
 
 
 def flat(output: str) -> str:

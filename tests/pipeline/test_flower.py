@@ -10,7 +10,10 @@ import time
 import requests
 
 from tests.services import REPO, spare_port
+from tests.stack import on_backend
 from tests.waiting import wait_until
+
+pytestmark = on_backend("postgresql")
 
 
 def test_flower_shows_the_workers_and_tasks_only_to_its_users(stack, tmp_path):

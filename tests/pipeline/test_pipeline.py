@@ -13,7 +13,7 @@ from db import reads, runs
 
 from db.models import Explanation, Image, Run, RunImage, SegmentWeight, decode_segments
 from tests.conftest import run_cli
-from tests.stack import flat, run_id_of
+from tests.stack import flat, on_backend, run_id_of
 from tests.waiting import broker_idle, wait_for_run, wait_until
 from worker.messages import EXPLAIN_TASK
 
@@ -119,6 +119,7 @@ def test_a_broken_image_is_stored_as_failed_and_the_run_completes(stack, first):
     assert re.search(r"failed\W+1\b", status) and re.search(r"status\W+done", status)
 
 
+@on_backend("sqlite")
 def test_resume_completes_a_run_whose_queue_was_lost(stack):
     import redis
 
@@ -137,6 +138,7 @@ def test_resume_completes_a_run_whose_queue_was_lost(stack):
     assert "0 images sent again" in stack.cli("producer", "resume", "lost").stdout
 
 
+@on_backend("sqlite")
 def test_tensorflow_lives_only_in_the_worker_children(stack):
     def maps(pid: int) -> str:
         return Path(f"/proc/{pid}/maps").read_text()
@@ -161,6 +163,7 @@ def test_the_documented_queries_run_on_this_database(stack, first):
         assert len(mistakes) == len(reads.misclassified(session, first[0])[:10])
 
 
+@on_backend("sqlite")
 def test_a_model_file_replaced_after_enqueue_does_not_change_the_run(stack, first, tmp_path):
     import shutil
 
@@ -227,6 +230,7 @@ def test_faithfulness_and_stability_are_stored_and_shown(stack):
     assert {"deletion_auc", "insertion_auc", "stability"} <= set(columns)
 
 
+@on_backend("sqlite")
 def test_the_article_preset_is_one_option_away(stack):
     out = stack.enqueue("--dataset", "rectangles", "--limit", "2", "--preset", "article", "--name", "article").stdout
     assert "explaining with: quickshift k=4, mean, 200 samples" in out  # --num-samples 200 wins over the preset
@@ -237,6 +241,7 @@ def test_the_article_preset_is_one_option_away(stack):
     assert refused.returncode == 2 and "unknown --preset 'fast'" in refused.stderr
 
 
+@on_backend("sqlite")
 def test_auto_samples_are_recorded_per_image_and_their_spread_shown(stack, tmp_path):
     from worker.engine.stopping import AUTO_CAP, AUTO_FIRST
 

@@ -9,7 +9,9 @@ from sqlalchemy import func, select
 
 from db.models import Explanation, Image, RunImage
 from producer.sources import IMAGE_SUFFIXES
-from tests.stack import run_id_of
+from tests.stack import on_backend, run_id_of
+
+pytestmark = on_backend("sqlite")
 
 
 def demo_folder(folder, count: int = 6):

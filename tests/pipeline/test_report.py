@@ -26,7 +26,7 @@ from models.artifacts import ModelMetadata, file_sha256, write_metadata
 from report import html as report_html
 from report.html import GALLERY_PER_CELL, SHOWN_EXAMPLES, SHOWN_GROUPS, gallery_rows, overlap_cell, write_report
 from tests.db.conftest import claimed, new_image, sessions  # noqa: F401  (sessions: a fixture)
-from tests.stack import run_id_of
+from tests.stack import on_backend, run_id_of
 from worker.engine import ExplainParams, explain
 
 CHROMIUM_FLAGS = [
@@ -63,6 +63,7 @@ def mistakes(stack, run_id: int) -> list[dict]:
         return reads.misclassified(session, run_id)
 
 
+@on_backend("postgresql")
 def test_export_draws_outlines_and_hide_rest_for_both_labels(stack, runs, tmp_path):
     demo, constant = runs
     wrong = mistakes(stack, constant)
@@ -132,6 +133,7 @@ def decodes(uri: str) -> bool:
     return picture.width > 0
 
 
+@on_backend("postgresql")
 def test_the_report_in_a_real_browser_shows_the_audit_and_the_most_confident_mistakes(stack, runs, tmp_path):
     _, constant = runs
     report = tmp_path / "report.html"
@@ -198,6 +200,7 @@ def test_the_report_in_a_real_browser_shows_the_audit_and_the_most_confident_mis
     assert "faithfulness: deletion AUC" in gallery and "R&sup2;" not in gallery and "R²" not in gallery
 
 
+@on_backend("postgresql")
 def test_the_report_against_another_run_compares_their_maps_per_class(stack, runs, tmp_path):
     demo, constant = runs
     report = tmp_path / "against.html"
@@ -284,6 +287,7 @@ def test_the_gallery_holds_the_stated_number_of_most_confident_mistakes_per_cell
     assert largest == [("a", "b"), ("c", "b")]
 
 
+@on_backend("postgresql")
 def test_show_prints_one_explanation(stack, runs):
     demo, _ = runs
     with stack.session() as session:
@@ -295,6 +299,7 @@ def test_show_prints_one_explanation(stack, runs):
     assert refused.returncode != 0 and refused.stderr.startswith("error: ")
 
 
+@on_backend("postgresql")
 def test_compare_lists_the_predictions_that_changed(stack, runs):
     demo, constant = runs
     with stack.session() as session:
