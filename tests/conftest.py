@@ -17,6 +17,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 pytest_plugins = ["tests.suite_report"]  # the fault table and --record-timings
 
+# Whole stacks (celery workers, services stopped and started, `producer local`, trained models): minutes in all.
+# `-m "not slow"` leaves them out for a contributor's edit-test loop; CI runs everything.
+SLOW_FOLDERS = {"pipeline", "faults", "deploy"}
+SLOW_FILES = {"test_local.py", "test_own_model.py", "test_readme_own_model.py", "test_benchmarks.py", "test_cnn.py"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if item.path.parent.name in SLOW_FOLDERS or item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
+
 
 def made_once(tmp_path_factory, name: str, make: Callable[[Path], object]) -> Path:
     """A folder made once per test run and shared by every pytest-xdist worker: the first worker to ask calls

@@ -17,6 +17,8 @@ from worker.engine import ExplainParams, explain
 IMAGES = 100_000
 BIG_TABLES = ("images", "run_images", "explanations", "segment_weights")
 
+pytestmark = pytest.mark.slow  # 100,000 images written to PostgreSQL first
+
 
 def fill(connection) -> None:
     """One running run of IMAGES images: half explained (ok), 500 queued, the rest waiting; a second, finished run."""

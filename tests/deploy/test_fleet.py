@@ -12,8 +12,6 @@ from producer.local import Worker
 from tests.services import PgBouncer, PostgresServer, RedisServer, make_certificates, redis_database, redis_url
 from tests.stack import run_id_of, stacks
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture
 def certificates(tmp_path):

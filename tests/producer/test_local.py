@@ -137,7 +137,8 @@ def test_a_real_size_model_on_photos_of_mixed_sizes(tmp_path):
             Image.fromarray(pixels).save(tmp_path / "photos" / label / f"{name}.jpg", quality=90)
     result = subprocess.run(
         [sys.executable, "-m", "producer", "local", "--folder", str(tmp_path / "photos"), "--model", str(model),
-         "--resize", "--preprocess", "mobilenet_v2", "--num-samples", "30", "--workers", "2"],
+         # one worker process: a second would pay TensorFlow's import and MobileNetV2's load again for 3 images
+         "--resize", "--preprocess", "mobilenet_v2", "--num-samples", "30", "--workers", "1"],
         cwd=REPO, env={**local_env(tmp_path), "COLUMNS": "200"}, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr

@@ -117,6 +117,7 @@ def _explain_in_child(args):
     return results
 
 
+@pytest.mark.slow  # three fresh processes, each importing TensorFlow
 def test_results_do_not_depend_on_process_or_order(rectangles_model):
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=spawn) as pool:
