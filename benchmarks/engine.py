@@ -9,6 +9,8 @@ Also the engine with SLIC (~50 superpixels, so no repeated masks to skip: the ho
 the limit); at the default's segmentation and fill, the default against `num_samples` of lime's independent samples
 with lime's fit and against `auto` (seconds and model calls per explanation); the same figures at 224x224 on
 MobileNetV2(weights=None), the rectangles generator's speed and the peak RSS. The last line is one JSON object.
+`--quick`: the same sections and figures on 2 images (1 the article's way), 200 samples, two batch sizes and a
+96x96 MobileNetV2, in well under a minute: to keep the benchmark working, not to measure (no --save).
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ from worker.engine.fills import fill_perturbed, hidden_image
 from worker.engine.segmentation import segment
 
 BATCH_SIZES = (32, 64, 128, 256, 512)
+# what a full run and --quick measure (an option given on the command line wins over either)
+FULL = {"num_samples": 1000, "images": 5, "naive_images": 3, "generated": 2000, "batch_sizes": BATCH_SIZES,
+        "mobilenet_side": 224, "mobilenet_batch_sizes": (32, 64, 128, 256)}
+QUICK = {"num_samples": 200, "images": 2, "naive_images": 1, "generated": 200, "batch_sizes": (32, 64),
+         "mobilenet_side": 96, "mobilenet_batch_sizes": (32, 64)}
 
 
 def peak_rss_mb() -> float:
@@ -150,19 +157,29 @@ def measure(label: str, images: np.ndarray, classifier: Classifier, num_samples:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num-samples", type=int, default=1000)
-    parser.add_argument("--images", type=int, default=5, help="validation images timed with the engine")
-    parser.add_argument("--naive-images", type=int, default=3, help="of those, how many the article's way")
+    parser.add_argument("--num-samples", type=int, default=None, help="default 1000 (--quick: 200)")
+    parser.add_argument("--images", type=int, default=None, help="validation images timed with the engine (default 5, "
+                        "--quick: 2)")
+    parser.add_argument("--naive-images", type=int, default=None, help="of those, how many the article's way (default "
+                        "3, --quick: 1)")
     parser.add_argument("--model", type=Path, default=None, help="rectangles model (default: the demo one, trained if missing)")
     parser.add_argument("--skip-224", action="store_true", help="skip the 224x224 MobileNetV2 figures")
+    parser.add_argument("--quick", action="store_true",
+                        help="2 images, 200 samples, two batch sizes, MobileNetV2 at 96x96: every figure, under a minute.")
     parser.add_argument("--save", action="store_true", help="Keep the figures in docs/figures/engine.json (the docs).")
     args = parser.parse_args()
+    if args.quick and args.save:
+        parser.error("--quick measures too little for the docs' figures: --save only a full run")
+    sizes = QUICK if args.quick else FULL
+    num_samples = args.num_samples if args.num_samples is not None else sizes["num_samples"]
+    count = args.images if args.images is not None else sizes["images"]
+    naive_images = args.naive_images if args.naive_images is not None else sizes["naive_images"]
 
     configure_tensorflow(1)
     with threadpool_limits(1):
         started = time.perf_counter()
-        make_rectangles(2000, seed=1)
-        generator_rate = 2000 / (time.perf_counter() - started)
+        make_rectangles(sizes["generated"], seed=1)
+        generator_rate = sizes["generated"] / (time.perf_counter() - started)
         print(f"rectangles generator: {generator_rate:.0f} images/s", flush=True)
 
         model_path = args.model or default_model_path("rectangles")
@@ -172,17 +189,21 @@ def main() -> None:
             print(f"training the demo model into {model_path} ...", flush=True)
             train("rectangles", model_path)
         classifier = load_classifier(model_path)
-        images = load_dataset("rectangles").x_val[: args.images]
-        result = {"num_samples": args.num_samples, "rectangles_images_per_s": generator_rate}
-        result.update(measure("64x64 rectangles CNN", images, classifier, args.num_samples, args.naive_images, BATCH_SIZES))
+        images = load_dataset("rectangles").x_val[:count]
+        result = {"num_samples": num_samples, "rectangles_images_per_s": generator_rate}
+        result.update(measure("64x64 rectangles CNN", images, classifier, num_samples, naive_images,
+                              sizes["batch_sizes"]))
 
         if not args.skip_224:
             import keras
 
-            mobilenet = keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3))
-            big = Classifier(mobilenet, ModelMetadata(class_names=[str(i) for i in range(1000)], input_shape=[224, 224, 3]), "")
-            big_images = smooth_colour_images(1, 224, np.random.default_rng(0))
-            figures = measure("224x224 MobileNetV2", big_images, big, args.num_samples, 1, (32, 64, 128, 256))
+            side = sizes["mobilenet_side"]
+            mobilenet = keras.applications.MobileNetV2(weights=None, input_shape=(side, side, 3))
+            metadata = ModelMetadata(class_names=[str(i) for i in range(1000)], input_shape=[side, side, 3])
+            big = Classifier(mobilenet, metadata, "")
+            big_images = smooth_colour_images(1, side, np.random.default_rng(0))
+            figures = measure(f"{side}x{side} MobileNetV2", big_images, big, num_samples, 1,
+                              sizes["mobilenet_batch_sizes"])
             result.update({f"mobilenet224_{key}": value for key, value in figures.items()})
             for name in ("default", "fixed", "auto"):
                 result[f"mobilenet_{name}_s"] = figures[f"{name}_s"]

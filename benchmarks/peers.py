@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import io
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -36,7 +37,7 @@ _warm: set = set()
 
 def shap_available() -> bool:
     try:
-        import shap  # noqa: F401
+        importlib.import_module("shap")
     except ImportError:
         return False
     return True
@@ -144,7 +145,7 @@ HEADER = ("| data set | method | pointing | target share | deletion AUC | model 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=20, help="Images per data set.")
+    parser.add_argument("--images", type=int, default=None, help="Images per data set (default 20, --quick: 5).")
     parser.add_argument("--quick", action="store_true", help="5 images per data set, shap up to 1000 evaluations.")
     parser.add_argument("--processes", type=int, default=0, help="Worker processes (0: one per core).")
     parser.add_argument("--save", action="store_true", help="Keep the figures in docs/figures/peers.json (the docs).")
@@ -156,7 +157,7 @@ def main() -> None:
     with_shap = shap_available()
     if not with_shap:
         print("shap is not installed: its rows are left out (install the optional extra: pip install -e '.[peers]')")
-    count = 5 if args.quick else args.images
+    count = args.images if args.images is not None else 5 if args.quick else 20
     rows = methods(with_shap, args.quick)
     table: dict[tuple[str, str], dict] = {}
     processes = args.processes or cpu_count()

@@ -4,7 +4,8 @@
 TensorFlow thread. pipeline_s runs from the first enqueue (images stored, tasks sent) to the last
 committed row. In the same run: engine_sequential_s, the engine alone on the same images in one
 process pinned to one thread, and naive_s, the article's way on a few of them (per image).
-The last line is one JSON object.
+The last line is one JSON object. `--quick`: the same run on 10 images at num_samples=200, one of them the article's
+way, in well under a minute: to keep the benchmark working, not to measure (no --save).
 """
 
 from __future__ import annotations
@@ -28,15 +29,25 @@ from db.models import Explanation, Image, RunImage
 from db.session import make_engine
 
 REDIS_URL = os.environ.get("BENCHMARK_REDIS_URL", "redis://127.0.0.1:6379/12")
+FULL = {"images": 200, "num_samples": 1000, "naive_images": 3}
+QUICK = {"images": 10, "num_samples": 200, "naive_images": 1}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=200)
-    parser.add_argument("--num-samples", type=int, default=1000)
-    parser.add_argument("--naive-images", type=int, default=3)
+    parser.add_argument("--images", type=int, default=None, help="default 200 (--quick: 10)")
+    parser.add_argument("--num-samples", type=int, default=None, help="default 1000 (--quick: 200)")
+    parser.add_argument("--naive-images", type=int, default=None, help="default 3 (--quick: 1)")
+    parser.add_argument("--quick", action="store_true",
+                        help="10 images, 200 samples, 1 the article's way: every figure, under a minute.")
     parser.add_argument("--save", action="store_true", help="Keep the figures in docs/figures/pipeline.json (the docs).")
     args = parser.parse_args()
+    if args.quick and args.save:
+        parser.error("--quick measures too little for the docs' figures: --save only a full run")
+    # an option given on the command line wins over the full run's or --quick's value
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
 
     from celery import Celery
     from sqlalchemy.orm import sessionmaker

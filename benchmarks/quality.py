@@ -138,8 +138,10 @@ def choose(grid: list[tuple[str, dict, dict]]) -> tuple[str, dict, dict] | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="About two minutes: fewer images and settings.")
-    parser.add_argument("--grid-images", type=int, default=16, help="Images per data set for sections 1 and 2.")
-    parser.add_argument("--full-images", type=int, default=40, help="Images per data set for section 3.")
+    parser.add_argument("--grid-images", type=int, default=None,
+                        help="Images per data set for sections 1 and 2 (default 16, --quick: 6).")
+    parser.add_argument("--full-images", type=int, default=None,
+                        help="Images per data set for section 3 (default 40, --quick: 8).")
     parser.add_argument("--processes", type=int, default=0, help="Worker processes (0: one per core).")
     parser.add_argument("--save", action="store_true", help="Keep the figures in docs/figures/quality.json (the docs).")
     args = parser.parse_args()
@@ -151,7 +153,9 @@ def main() -> None:
     from worker.engine.faithfulness import FAITHFULNESS_REFERENCE
 
     started = time.perf_counter()
-    grid_images, full_images = (6, 8) if args.quick else (args.grid_images, args.full_images)
+    # a count given on the command line wins over the full run's and --quick's
+    grid_images = args.grid_images if args.grid_images is not None else 6 if args.quick else 16
+    full_images = args.full_images if args.full_images is not None else 8 if args.quick else 40
     default = {key: value for key, value in ExplainParams().to_dict().items()
                if key in ("num_samples", "design", "estimator", "segmentation", "n_segments", "hide")}
     processes = args.processes or cpu_count()

@@ -13,7 +13,8 @@ PostgreSQL database and a redis-server of its own:
   also holds the database's, Redis' and Celery's work on the same two cores;
 - Redis' peak memory over the run (its own server, so the peak is the run's), and the database's growth per image;
   the smaller size once more with `--images reference`.
-The last line is JSON.
+The last line is JSON. `--quick`: the same at 20 and 200 images, in about a minute: to keep the benchmark
+working, not to measure (no --save).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import numpy as np
 from benchmarks.figures import finish
 
 SIZES = (2_000, 20_000)
+QUICK_SIZES = (20, 200)
 BIG = 100_000
 CHEAP = ("--design", "independent", "--estimator", "lime", "--num-samples", "10", "--n-segments", "4")
 PROCESSES = 2
@@ -144,18 +146,30 @@ def measure(count: int, folder: Path, model: Path, images_mode: str = "copy") ->
     return figures
 
 
+def label(count: int) -> str:
+    """A size in the figures' names: 2k, 20k, 100k (20, 200 for --quick)."""
+    return f"{count // 1000}k" if count % 1000 == 0 else str(count)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--big", action="store_true", help=f"Also {BIG:,} images.")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"{QUICK_SIZES[0]:,} and {QUICK_SIZES[1]:,} images instead: every figure, about a minute.")
     parser.add_argument("--save", action="store_true", help="Keep the figures in docs/figures/scale.json (the docs).")
     args = parser.parse_args()
+    if args.quick and args.save:
+        parser.error("--quick measures too little for the docs' figures: --save only a full run")
+    if args.quick and args.big:
+        parser.error("--big and --quick contradict each other: choose one")
 
     from core.settings import settings
     from producer.service import ensure_demo_model
 
     model = ensure_demo_model("rectangles")
     root = settings.data_dir / "benchmarks" / "scale"
-    sizes = SIZES + ((BIG,) if args.big else ())
+    base = QUICK_SIZES if args.quick else SIZES
+    sizes = base + ((BIG,) if args.big else ())
     result = {}
     print("| images | enqueue images/s | producer peak MB | Redis peak MB | database KB/image | overhead ms/image "
           "(wall) | overhead ms/image (process) | engine ms/image |\n|---|---|---|---|---|---|---|---|", flush=True)
@@ -166,18 +180,18 @@ def main() -> None:
         print(f"| {count:,} | {figures['enqueue_per_s']:.0f} | {figures['producer_peak_mb']:.0f} | "
               f"{figures['redis_peak_mb']:.2f} | {figures['db_kb_per_image']:.1f} | {figures['overhead_ms']:.1f} | "
               f"{figures['overhead_process_ms']:.1f} | {figures['engine_ms']:.1f} |", flush=True)
-        label = f"{count // 1000}k"
-        result |= {f"producer_peak_mb_{label}": round(figures["producer_peak_mb"], 1),
-                   f"redis_peak_mb_{label}": round(figures["redis_peak_mb"], 3),
-                   f"overhead_ms_{label}": round(figures["overhead_ms"], 2),
-                   f"overhead_process_ms_{label}": round(figures["overhead_process_ms"], 2),
-                   f"enqueue_per_s_{label}": round(figures["enqueue_per_s"], 1),
-                   f"db_kb_per_image_{label}": round(figures["db_kb_per_image"], 2)}
-    reference = measure(SIZES[0], synthetic_folder(root, SIZES[0]), model, images_mode="reference")
-    print(f"\n--images reference, {SIZES[0]:,} images: {reference['db_kb_per_image']:.2f} KB per image in the database "
+        name = label(count)
+        result |= {f"producer_peak_mb_{name}": round(figures["producer_peak_mb"], 1),
+                   f"redis_peak_mb_{name}": round(figures["redis_peak_mb"], 3),
+                   f"overhead_ms_{name}": round(figures["overhead_ms"], 2),
+                   f"overhead_process_ms_{name}": round(figures["overhead_process_ms"], 2),
+                   f"enqueue_per_s_{name}": round(figures["enqueue_per_s"], 1),
+                   f"db_kb_per_image_{name}": round(figures["db_kb_per_image"], 2)}
+    reference = measure(base[0], synthetic_folder(root, base[0]), model, images_mode="reference")
+    print(f"\n--images reference, {base[0]:,} images: {reference['db_kb_per_image']:.2f} KB per image in the database "
           f"(explained), {reference['enqueue_per_s']:.0f} images/s stored, overhead {reference['overhead_ms']:.1f} ms "
           f"per image (reading and checking each file in the worker)")
-    small, large = f"{SIZES[0] // 1000}k", f"{SIZES[1] // 1000}k"
+    small, large = label(base[0]), label(base[1])
     result["enqueue_per_s"] = min(result[f"enqueue_per_s_{small}"], result[f"enqueue_per_s_{large}"])
     result["db_kb_per_image"] = result[f"db_kb_per_image_{large}"]
     result["db_kb_per_image_reference"] = round(reference["db_kb_per_image"], 2)
