@@ -13,4 +13,6 @@ ensure_postgres
 ensure_chromium
 ensure_pgbouncer
 
-exec .venv/bin/python -m pytest "$@"
+# Three processes on any machine: on 2 cores the suite's tests wait on services and subprocesses a third of the
+# time (docs/development.md). Arguments given after these win (-n 0: one process).
+exec .venv/bin/python -m pytest -n 3 --dist loadgroup "$@"

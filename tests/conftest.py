@@ -23,10 +23,24 @@ SLOW_FOLDERS = {"pipeline", "faults", "deploy"}
 SLOW_FILES = {"test_local.py", "test_own_model.py", "test_readme_own_model.py", "test_benchmarks.py", "test_cnn.py"}
 
 
+# pytest-xdist (scripts/test.sh: --dist loadgroup) keeps a group on one process: a file's tests by default, so that
+# its module fixtures are made once; all the pipeline tests, so that their two shared stacks start once; and each
+# fault test and benchmark alone (each makes its own stack), so that the long ones spread over the processes.
+ONE_GROUP_FOLDERS = {"pipeline"}
+EACH_ALONE = {"faults", "test_benchmarks.py"}
+
+
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
         if item.path.parent.name in SLOW_FOLDERS or item.path.name in SLOW_FILES:
             item.add_marker(pytest.mark.slow)
+        if item.path.parent.name in EACH_ALONE or item.path.name in EACH_ALONE:
+            group = item.nodeid
+        elif item.path.parent.name in ONE_GROUP_FOLDERS:
+            group = item.path.parent.name
+        else:
+            group = str(item.path)
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def made_once(tmp_path_factory, name: str, make: Callable[[Path], object]) -> Path:
