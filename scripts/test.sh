@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/services.sh
 source scripts/setup.sh
 
-ensure_venv "[test]"
+ensure_venv "[test,peers]"  # peers: lime's competitors, for the benchmarks' quick runs (tests/test_benchmarks.py)
 ensure_redis
 ensure_postgres
 ensure_chromium
