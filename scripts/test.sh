@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up and run the whole test suite: a virtual environment with the project and its test extra,
+# Set up and run the whole test suite: a virtual environment with the project and its test and peers extras,
 # Redis and PostgreSQL on 127.0.0.1 (started, and installed from Debian's packages, only when none
 # answers), then pytest. Safe to rerun.
 set -euo pipefail
