@@ -95,14 +95,16 @@ def test_ctrl_c_stops_the_workers_and_leaves_the_run_resumable(tmp_path, rectang
         except OperationalError:  # the database file is there, its tables not yet
             return 0
 
-    wait_until(lambda: (tmp_path / "data" / "results.db").exists() and explained() >= 3, "three images explained",
-               timeout=180)
     # The worker's processes frozen, the run cannot end by itself before the Ctrl-C, however fast the machine; they
-    # go on once it is sent, so the workers' warm shutdown finishes the tasks they hold.
-    frozen = local_workers(tmp_path)  # the main process and its children
-    assert len(frozen) == 3, frozen
+    # go on once it is sent, so the workers' warm shutdown finishes the tasks they hold. Their pids are known before
+    # the run starts, so that they are frozen the moment three images are explained (not a /proc scan later).
+    frozen = wait_until(lambda: len(pids := local_workers(tmp_path)) == 3 and pids, "the main process and its children",
+                        timeout=180)
+    wait_until(lambda: (tmp_path / "data" / "results.db").exists() and explained() >= 3, "three images explained",
+               timeout=180, every=0.01)
     for pid in frozen:
         os.kill(pid, signal.SIGSTOP)
+    assert process.poll() is None and explained() < IMAGES, "the run ended before its workers were frozen"
     process.send_signal(signal.SIGINT)
     for pid in frozen:
         os.kill(pid, signal.SIGCONT)
