@@ -88,7 +88,10 @@ def test_ctrl_c_stops_the_workers_and_leaves_the_run_resumable(tmp_path, rectang
     process = subprocess.Popen(
         [sys.executable, "-m", "producer", "local", "--limit", str(IMAGES), "--num-samples", "200", "--workers", "2"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # as from a terminal: a pytest-xdist process ignores SIGINT, and a child inherits that (it would never see it)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+
     def explained() -> int:
         try:
             return results(tmp_path, "SELECT COUNT(*) FROM explanations WHERE status = 'ok'")[0][0]
