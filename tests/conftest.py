@@ -42,9 +42,10 @@ def suite_group(nodeid: str) -> str:
     """The group a test belongs to, from its id (tests/pipeline/test_x.py::test_y[sqlite])."""
     path = nodeid.split("::")[0]
     folder, name = path.rpartition("/")[::2]
-    if folder.rpartition("/")[2] in EACH_ALONE or name in EACH_ALONE:
+    parent = folder.rpartition("/")[2]
+    if parent in EACH_ALONE or name in EACH_ALONE:
         return nodeid
-    if folder.rpartition("/")[2] in ONE_GROUP_FOLDERS:
+    if parent in ONE_GROUP_FOLDERS:
         return folder
     return path
 
@@ -62,6 +63,7 @@ def pytest_xdist_make_scheduler(config, log):
             return suite_group(nodeid)
 
     return SuiteGroups(config, log)
+
 
 def made_once(tmp_path_factory, name: str, make: Callable[[Path], object]) -> Path:
     """A folder made once per test run and shared by every pytest-xdist worker: the first worker to ask calls

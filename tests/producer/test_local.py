@@ -88,7 +88,8 @@ def test_ctrl_c_stops_the_workers_and_leaves_the_run_resumable(tmp_path, rectang
     process = subprocess.Popen(
         [sys.executable, "-m", "producer", "local", "--limit", str(IMAGES), "--num-samples", "200", "--workers", "2"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        # as from a terminal: a pytest-xdist process ignores SIGINT, and a child inherits that (it would never see it)
+        # as from a terminal: the pytest process may have SIGINT ignored (left so by code run in it before), and a
+        # child inherits that; it would never see the Ctrl-C
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
