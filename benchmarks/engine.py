@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from benchmarks.figures import finish
+from benchmarks.figures import finish, run_sizes
 from benchmarks.known_answer import FIXED_1000
 from models.classifier import Classifier, configure_tensorflow, load_classifier
 from models.artifacts import ModelMetadata, default_model_path
@@ -168,12 +168,8 @@ def main() -> None:
                         help="2 images, 200 samples, two batch sizes, MobileNetV2 at 96x96: every figure, under a minute.")
     parser.add_argument("--save", action="store_true", help="Keep the figures in docs/figures/engine.json (the docs).")
     args = parser.parse_args()
-    if args.quick and args.save:
-        parser.error("--quick measures too little for the docs' figures: --save only a full run")
-    sizes = QUICK if args.quick else FULL
-    num_samples = args.num_samples if args.num_samples is not None else sizes["num_samples"]
-    count = args.images if args.images is not None else sizes["images"]
-    naive_images = args.naive_images if args.naive_images is not None else sizes["naive_images"]
+    sizes = run_sizes(parser, args, FULL, QUICK)
+    num_samples, count, naive_images = sizes["num_samples"], sizes["images"], sizes["naive_images"]
 
     configure_tensorflow(1)
     with threadpool_limits(1):

@@ -38,6 +38,15 @@ def finish(benchmark: str, result: dict, save_it: bool, kept: dict | None = None
         print(f"saved {save(benchmark, result | (kept or {}))}")
 
 
+def run_sizes(parser: argparse.ArgumentParser, args, full: dict, quick: dict) -> dict:
+    """What a full run or --quick measures, an option given on the command line winning over either; --quick
+    measures too little for the docs, so --quick --save is refused."""
+    if args.quick and args.save:
+        parser.error("--quick measures too little for the docs' figures: --save only a full run")
+    chosen = quick if args.quick else full
+    return {key: value if getattr(args, key, None) is None else getattr(args, key) for key, value in chosen.items()}
+
+
 def rounded(value: float) -> float:
     """4 decimal places, or 3 significant digits for a value too small for them (a 1e-16 difference is not 0)."""
     return round(value, 4) if value == 0 or abs(value) >= 1e-3 else float(f"{value:.3g}")

@@ -20,7 +20,7 @@ import numpy as np
 import redis
 from sqlalchemy import func, select
 
-from benchmarks.figures import finish
+from benchmarks.figures import finish, run_sizes
 from producer.local import Worker
 from tests.services import postgres_database
 from db import reads
@@ -42,12 +42,8 @@ def main() -> None:
                         help="10 images, 200 samples, 1 the article's way: every figure, under a minute.")
     parser.add_argument("--save", action="store_true", help="Keep the figures in docs/figures/pipeline.json (the docs).")
     args = parser.parse_args()
-    if args.quick and args.save:
-        parser.error("--quick measures too little for the docs' figures: --save only a full run")
-    # an option given on the command line wins over the full run's or --quick's value
-    for key, value in (QUICK if args.quick else FULL).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    for key, value in run_sizes(parser, args, FULL, QUICK).items():
+        setattr(args, key, value)
 
     from celery import Celery
     from sqlalchemy.orm import sessionmaker

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.figures import finish
+from benchmarks.figures import finish, run_sizes
 
 SIZES = (2_000, 20_000)
 QUICK_SIZES = (20, 200)
@@ -158,17 +158,15 @@ def main() -> None:
                         help=f"{QUICK_SIZES[0]:,} and {QUICK_SIZES[1]:,} images instead: every figure, about a minute.")
     parser.add_argument("--save", action="store_true", help="Keep the figures in docs/figures/scale.json (the docs).")
     args = parser.parse_args()
-    if args.quick and args.save:
-        parser.error("--quick measures too little for the docs' figures: --save only a full run")
     if args.quick and args.big:
         parser.error("--big and --quick contradict each other: choose one")
+    base = run_sizes(parser, args, {"sizes": SIZES}, {"sizes": QUICK_SIZES})["sizes"]
 
     from core.settings import settings
     from producer.service import ensure_demo_model
 
     model = ensure_demo_model("rectangles")
     root = settings.data_dir / "benchmarks" / "scale"
-    base = QUICK_SIZES if args.quick else SIZES
     sizes = base + ((BIG,) if args.big else ())
     result = {}
     print("| images | enqueue images/s | producer peak MB | Redis peak MB | database KB/image | overhead ms/image "
