@@ -3,12 +3,36 @@ polling every 50 ms instead of every second (which would cap a local run at one 
 per worker). Registered as the `localsqla` transport: `localsqla+sqlite:///path/broker.db`."""
 
 from kombu.transport import TRANSPORT_ALIASES
+from kombu.transport.sqlalchemy import Channel as SQLAlchemyChannel
 from kombu.transport.sqlalchemy import Transport as SQLAlchemyTransport
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 ALIAS = "localsqla"
 
 
+class Channel(SQLAlchemyChannel):
+    """kombu's channel, safe when processes open a new broker file at once (the producer and its workers do): kombu
+    guards its create-if-missing steps with a lock of one process only, so the second process to create the tables or
+    the queue's row failed (a worker then exited at its start)."""
+
+    def _open(self):
+        try:
+            return super()._open()
+        except OperationalError as error:
+            if "already exists" not in str(error):
+                raise
+            return super()._open()  # made by another process between kombu's look and its create: look again
+
+    def _get_or_create(self, queue):
+        try:
+            return super()._get_or_create(queue)
+        except IntegrityError:  # the queue's row, made by another process between kombu's look and its insert
+            self.session.rollback()
+            return self.session.query(self.queue_cls).filter(self.queue_cls.name == queue).one()
+
+
 class Transport(SQLAlchemyTransport):
+    Channel = Channel
     polling_interval = 0.05
 
 
