@@ -20,8 +20,10 @@ REPO = Path(__file__).resolve().parent.parent
 class Worker:
     """A real `celery -A worker worker` (prefork) subprocess."""
 
-    def __init__(self, env: dict[str, str], concurrency: int = 2, log: Path | None = None, name: str | None = None):
+    def __init__(self, env: dict[str, str], concurrency: int = 2, log: Path | None = None, name: str | None = None,
+                 include: tuple[str, ...] = ()):
         self.env = env
+        self.include = include  # more modules for the worker to import (celery's --include)
         self.concurrency = concurrency
         self.name = name or f"test-{uuid.uuid4().hex[:6]}@%h"
         self.log = log
@@ -34,7 +36,7 @@ class Worker:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", "prefork",
              "--concurrency", str(self.concurrency), "--loglevel", "INFO", "-n", self.name, "--without-gossip",
-             "--without-mingle"],
+             "--without-mingle", *(("--include", ",".join(self.include)) if self.include else ())],
             cwd=REPO, env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
         if ready_timeout is not None:

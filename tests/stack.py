@@ -42,8 +42,10 @@ class Stack:
     def __init__(
         self, tmp: Path, model: Path, database_url: str, broker_url: str, *,
         settings: dict[str, str] | None = None, run_options: tuple[str, ...] = ("--num-samples", "200"),
+        worker_include: tuple[str, ...] = (),
     ):
         self.tmp = tmp
+        self.worker_include = worker_include  # modules the workers import too (celery's --include)
         self.model = model
         self.run_options = run_options  # what every `enqueue` of this stack adds to the model
         self.database_url = database_url
@@ -61,7 +63,8 @@ class Stack:
         return self.workers[-1]
 
     def start_worker(self, concurrency: int = 2) -> Worker:
-        worker = Worker(self.env, concurrency=concurrency, log=self.tmp / f"worker-{len(self.workers)}.log").start()
+        worker = Worker(self.env, concurrency=concurrency, log=self.tmp / f"worker-{len(self.workers)}.log",
+                        include=self.worker_include).start()
         self.workers.append(worker)
         return worker
 

@@ -38,9 +38,11 @@ def compose_redis(tmp_path):
 @pytest.fixture
 def stack_on(tmp_path, rectangles_model):
     """make(broker_url, database_url=None) -> a Stack with the fault settings, running the article's cheap settings
-    (the faults are the point here); by default on a fresh database on the shared PostgreSQL. Its workers stop and
-    its database goes when the test ends. Request broker fixtures before this one, so that they outlive the workers."""
-    with stacks(tmp_path, rectangles_model, settings=FAULT_SETTINGS, run_options=("--preset", "article")) as make:
+    (the faults are the point here), its workers able to hold images mid-task (tests.faults.figures.Holds); by default
+    on a fresh database on the shared PostgreSQL. Its workers stop and its database goes when the test ends. Request
+    broker fixtures before this one, so that they outlive the workers."""
+    with stacks(tmp_path, rectangles_model, settings=FAULT_SETTINGS, run_options=("--preset", "article"),
+                worker_include=("tests.faults.held_images",)) as make:
         yield make
 
 

@@ -3,7 +3,7 @@ the figures that say whether anything was lost or doubled."""
 
 from __future__ import annotations
 
-import os
+import json
 import re
 import time
 
@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from db.models import FINISHED, Explanation, Run, RunImage, SegmentWeight
 from tests.stack import Stack, run_id_of
+from tests.waiting import wait_until
 
 IMAGES = 40  # each fault strikes once the run is under way, with most of it still to do
 # Short, so that a task whose worker died comes back in seconds rather than the production hour; the time limits
@@ -35,32 +36,37 @@ def enqueue_run(stack: Stack, name: str) -> int:
     return run_id_of(stack.enqueue("--dataset", "rectangles", "--limit", str(IMAGES), "--name", name).stdout)
 
 
-def signal_a_running_task(
-    stack: Stack, run_id: int, sig: int | dict[int, int], image_ids: list[int] | None = None,
-    spare: set[int] | dict[int, set[int]] = frozenset(), max_attempts: int | None = None,
-) -> tuple[int, int] | None:
-    """Send `sig` to a live worker process (not one of `spare`) explaining an image of the run (one of
-    `image_ids` if given, on attempt `max_attempts` at most), caught in the middle: the test holds the
-    row's lock meanwhile, so the task cannot save first. Returns (image id, pid), or None if no such
-    image is being explained now. `sig` and `spare` may be given per image ({image id: ...}): one look for all."""
-    if isinstance(sig, dict):
-        image_ids = list(sig) if image_ids is None else image_ids
-    live = {pid for worker in stack.workers if worker.alive() for pid in worker.child_pids()}
-    query = select(Explanation.image_id, Explanation.worker_host).where(
-        Explanation.run_id == run_id, Explanation.status == "running"
-    )
-    if image_ids is not None:
-        query = query.where(Explanation.image_id.in_(image_ids))
-    if max_attempts is not None:
-        query = query.where(Explanation.attempts <= max_attempts)
-    with stack.engine.connect() as connection, connection.begin():
-        for image_id, host in connection.execute(query.with_for_update(skip_locked=True)):
-            pid = int(host.rsplit(":", 1)[1])
-            spared = spare.get(image_id, set()) if isinstance(spare, dict) else spare
-            if pid in live - spared:  # a row left running by a process that died already is not mid-task
-                os.kill(pid, sig[image_id] if isinstance(sig, dict) else sig)
-                return image_id, pid
-    return None
+def images_at(stack: Stack, run_id: int, positions: tuple[int, ...]) -> list[int]:
+    """The run's images at these positions (the window sends them in this order): where the faults strike."""
+    with stack.session() as session:
+        by_position = session.scalars(
+            select(RunImage.image_id).where(RunImage.run_id == run_id).order_by(RunImage.position)).all()
+    return [by_position[position] for position in positions]
+
+
+class Holds:
+    """The test's side of tests.faults.held_images: the first `times` deliveries of each image given stop in the middle
+    of their explanation until released, and the test acts on each hold as it comes. Make it before starting the
+    stack's workers."""
+
+    def __init__(self, stack: Stack, times: dict[int, int]):
+        self.folder = stack.tmp / "holds"
+        self.folder.mkdir(exist_ok=True)
+        stack.env.update({"HELD_IMAGES": json.dumps(times), "HOLDS_DIR": str(self.folder)})
+        self.seen: set[str] = set()
+
+    def next(self, timeout: float = 120) -> tuple[int, int, int]:
+        """(image id, delivery, pid) of the next hold: a live worker process, its image claimed and not saved."""
+        def new_hold():
+            return sorted(path for path in self.folder.glob("*.held") if path.stem not in self.seen)
+
+        path = wait_until(new_hold, "an image held by a worker", timeout=timeout, every=0.01)[0]
+        self.seen.add(path.stem)
+        image_id, delivery = map(int, path.stem.split("-"))
+        return image_id, delivery, int(path.read_text())
+
+    def release(self, image_id: int, delivery: int) -> None:
+        (self.folder / f"{image_id}-{delivery}.go").touch()
 
 
 def sent_again_by_sweeper(stack: Stack) -> int:

@@ -6,10 +6,9 @@ import os
 import signal
 import time
 
-
 from tests.faults.figures import (
-    FAULT_SETTINGS, IMAGES, assert_nothing_lost_or_doubled, attempts, declared_lost, enqueue_run, report,
-    sent_again_by_sweeper, signal_a_running_task,
+    FAULT_SETTINGS, IMAGES, Holds, assert_nothing_lost_or_doubled, attempts, declared_lost, enqueue_run, images_at,
+    report, sent_again_by_sweeper,
 )
 from tests.waiting import wait_until
 
@@ -19,13 +18,15 @@ LOST_AFTER_S = int(FAULT_SETTINGS["LOST_WORKER_AFTER_S"])
 
 
 def test_a_worker_child_killed_mid_task_loses_nothing(faults):
-    worker = faults.start_worker()
     run_id = enqueue_run(faults, "child-killed")
+    struck = images_at(faults, run_id, (8, 18, 28))  # three times, each a task caught in the middle
+    holds = Holds(faults, {image_id: 1 for image_id in struck})
+    worker = faults.start_worker()
     killed = []
-    for progress in (8, 18, 28):  # three times, each a task caught in the middle
-        faults.wait_finished(run_id, progress)
-        killed.append(wait_until(lambda: signal_a_running_task(faults, run_id, signal.SIGKILL), "a task to kill",
-                                 timeout=60, every=0.01))
+    for _ in struck:
+        image_id, _, pid = holds.next()
+        os.kill(pid, signal.SIGKILL)
+        killed.append((image_id, pid))
     faults.wait_finished(run_id, IMAGES)
     figures = report(faults, "SIGKILL one worker child mid-task (x3)", run_id, len(killed))
     assert_nothing_lost_or_doubled(figures)
@@ -39,11 +40,10 @@ def test_a_whole_worker_killed_mid_run_is_recovered_once_its_heartbeats_stop(fau
     """With a production-like visibility timeout, the dead worker's tasks come back after LOST_WORKER_AFTER_S (and
     the next sweep), not after the visibility timeout."""
     faults.env.update(REALISTIC_VISIBILITY)
-    first = faults.start_worker()
     run_id = enqueue_run(faults, "worker-killed")
-    faults.wait_finished(run_id, 12)
-    # signal 0: only make sure a task is mid-way
-    wait_until(lambda: signal_a_running_task(faults, run_id, 0), "a task mid-way", timeout=60, every=0.01)
+    holds = Holds(faults, {image_id: 1 for image_id in images_at(faults, run_id, (12,))})
+    first = faults.start_worker()
+    holds.next()  # a task mid-way
     first.kill()  # main process and children at once: the tasks it held stay unacknowledged in Redis
     killed = time.monotonic()
     killed_at = faults.counts(run_id).finished
@@ -68,16 +68,18 @@ def test_a_slow_worker_that_still_sends_heartbeats_is_not_declared_lost(faults):
     """A task stalled (SIGSTOP) for longer than LOST_WORKER_AFTER_S in a worker whose main process is alive: nothing
     is sent again, the task finishes on its first attempt."""
     faults.env.update({**REALISTIC_VISIBILITY, "TASK_SOFT_TIME_LIMIT_S": "60", "TASK_TIME_LIMIT_S": "70"})
-    faults.start_worker()
     run_id = enqueue_run(faults, "slow-worker")
-    faults.wait_finished(run_id, 5)
-    image_id, pid = wait_until(lambda: signal_a_running_task(faults, run_id, signal.SIGSTOP), "a task to stall",
-                               timeout=60, every=0.01)
+    holds = Holds(faults, {image_id: 1 for image_id in images_at(faults, run_id, (5,))})
+    faults.start_worker()
+    image_id, delivery, pid = holds.next()
+    os.kill(pid, signal.SIGSTOP)
     stalled_s = LOST_AFTER_S + 3 * int(FAULT_SETTINGS["SWEEP_INTERVAL_S"])  # sweeps looked well past the limit
     time.sleep(stalled_s)  # the fault itself: a task that takes this long
     os.kill(pid, signal.SIGCONT)
+    holds.release(image_id, delivery)
     faults.wait_finished(run_id, IMAGES)
     figures = report(faults, f"one task stalled {stalled_s} s, heartbeats going (lost after {LOST_AFTER_S} s)", run_id, 1)
     assert_nothing_lost_or_doubled(figures)
     assert declared_lost(faults) == [] and attempts(faults, run_id, [image_id]) == {image_id: 1}
     assert figures["ok"] == IMAGES and figures["retried"] == 0
+
