@@ -13,7 +13,8 @@ from db.models import FINISHED, Explanation, Run, RunImage, SegmentWeight
 from tests.stack import Stack, run_id_of
 from tests.waiting import wait_until
 
-IMAGES = 40  # each fault strikes once the run is under way, with most of it still to do
+IMAGES = 40
+MIDWAY = 12  # the position of the image in whose middle a fault strikes: the run under way, most of it still to do
 # Short, so that a task whose worker died comes back in seconds rather than the production hour; the time limits
 # stay below the visibility timeout, as the worker insists. A child's first task loads the model (seconds on a
 # loaded 2-core machine), and it counts against the limits: they leave room for it.

@@ -12,7 +12,9 @@ import redis
 from sqlalchemy import func, select
 
 from db.models import Explanation, Run
-from tests.faults.figures import IMAGES, assert_nothing_lost_or_doubled, enqueue_run, report, sent_again_by_sweeper
+from tests.faults.figures import (
+    IMAGES, MIDWAY, Holds, assert_nothing_lost_or_doubled, enqueue_run, images_at, report, sent_again_by_sweeper,
+)
 from tests.services import RedisServer
 from tests.stack import Stack
 from tests.waiting import broker_idle, wait_until
@@ -23,13 +25,15 @@ SWEEPER_OFF = {"SWEEP_INTERVAL_S": "3600"}
 
 def restart_midway(server: RedisServer, stack_on, name: str) -> tuple[Stack, int]:
     """A worker (without the sweeper) and a run on `server`, restarted with SIGTERM, as `docker compose
-    restart redis` does, once 12 images are finished."""
+    restart redis` does, while the image at position 12 is being explained (held: the run cannot end first)."""
     faults = stack_on(server.url)
     faults.env.update(SWEEPER_OFF)
-    faults.start_worker()
     run_id = enqueue_run(faults, name)
-    faults.wait_finished(run_id, 12)
+    holds = Holds(faults, {image_id: 1 for image_id in images_at(faults, run_id, (MIDWAY,))})
+    faults.start_worker()
+    image_id, delivery, _ = holds.next()
     server.restart()
+    holds.release(image_id, delivery)
     return faults, run_id
 
 
@@ -88,20 +92,22 @@ def test_messages_taken_from_the_queue_and_lost_are_sent_again_by_the_sweeper(re
 
 
 def test_redis_wiped_in_the_middle_of_a_run_loses_nothing_and_needs_no_resume(redis_server, stack_on):
-    """FLUSHALL with 12 images done: the queued tasks, the workers' records and the queue's binding are gone. The
+    """FLUSHALL about 12 images in: the queued tasks, the workers' records and the queue's binding are gone. The
     window refills the queue from the database, and the sweeper sends again what the wipe took; the run finishes
     with nothing lost and nothing duplicated, without `producer resume`."""
     faults = stack_on(redis_server.url)
     faults.env.update({"MAX_QUEUED": "10"})  # the window: 10 of the 40 tasks in Redis at a time
-    faults.start_worker()
     run_id = enqueue_run(faults, "redis-wiped")
-    faults.wait_finished(run_id, 12)
+    holds = Holds(faults, {image_id: 1 for image_id in images_at(faults, run_id, (MIDWAY,))})
+    faults.start_worker()
+    image_id, delivery, _ = holds.next()  # the run cannot end before the wipe
     client = redis.Redis.from_url(redis_server.url)
     # the window refills as the workers drain it: wipe at a moment the queue holds tasks (it may be empty for an
     # instant between two refills)
     queued = wait_until(lambda: client.llen("celery"), "tasks in the queue", timeout=30, every=0.001)
     client.flushall()
     client.close()
+    holds.release(image_id, delivery)
     assert faults.counts(run_id).finished < IMAGES, "the wipe came after the run had finished"
     faults.wait_finished(run_id, IMAGES, timeout=300)
     figures = report(faults, "Redis wiped (FLUSHALL), no resume", run_id, 1)

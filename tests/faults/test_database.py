@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.services import PostgresServer
-from tests.faults.figures import IMAGES, assert_nothing_lost_or_doubled, enqueue_run, report
+from tests.faults.figures import IMAGES, MIDWAY, Holds, assert_nothing_lost_or_doubled, enqueue_run, images_at, report
 
 OUTAGE_S = 12
 
@@ -24,10 +24,12 @@ def own_postgres():
 
 def test_postgresql_down_for_a_while_then_the_run_completes(redis_server, own_postgres, stack_on):
     faults = stack_on(redis_server.url, own_postgres.url)
-    faults.start_worker()
     run_id = enqueue_run(faults, "database-down")
-    faults.wait_finished(run_id, 12)
+    holds = Holds(faults, {image_id: 1 for image_id in images_at(faults, run_id, (MIDWAY,))})
+    faults.start_worker()
+    image_id, delivery, _ = holds.next()  # the run cannot end before the outage
     own_postgres.stop()  # fast shutdown: every open connection is cut
+    holds.release(image_id, delivery)  # its result is saved while the database is away: the task retries
     time.sleep(OUTAGE_S)
     own_postgres.start()
     faults.engine.dispose()  # the test's own pooled connections were cut too

@@ -7,8 +7,8 @@ import signal
 import time
 
 from tests.faults.figures import (
-    FAULT_SETTINGS, IMAGES, Holds, assert_nothing_lost_or_doubled, attempts, declared_lost, enqueue_run, images_at,
-    report, sent_again_by_sweeper,
+    FAULT_SETTINGS, IMAGES, MIDWAY, Holds, assert_nothing_lost_or_doubled, attempts, declared_lost, enqueue_run,
+    images_at, report, sent_again_by_sweeper,
 )
 from tests.waiting import wait_until
 
@@ -41,7 +41,7 @@ def test_a_whole_worker_killed_mid_run_is_recovered_once_its_heartbeats_stop(fau
     the next sweep), not after the visibility timeout."""
     faults.env.update(REALISTIC_VISIBILITY)
     run_id = enqueue_run(faults, "worker-killed")
-    holds = Holds(faults, {image_id: 1 for image_id in images_at(faults, run_id, (12,))})
+    holds = Holds(faults, {image_id: 1 for image_id in images_at(faults, run_id, (MIDWAY,))})
     first = faults.start_worker()
     holds.next()  # a task mid-way
     first.kill()  # main process and children at once: the tasks it held stay unacknowledged in Redis
