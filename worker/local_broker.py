@@ -8,6 +8,7 @@ from kombu.transport.sqlalchemy import Transport as SQLAlchemyTransport
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 ALIAS = "localsqla"
+KOMBU_TABLES = 2  # kombu_queue, kombu_message
 
 
 class Channel(SQLAlchemyChannel):
@@ -16,12 +17,13 @@ class Channel(SQLAlchemyChannel):
     the queue's row failed (a worker then exited at its start)."""
 
     def _open(self):
-        try:
-            return super()._open()
-        except OperationalError as error:
-            if "already exists" not in str(error):
-                raise
-            return super()._open()  # made by another process between kombu's look and its create: look again
+        for _ in range(KOMBU_TABLES):
+            try:
+                return super()._open()
+            except OperationalError as error:  # a table made by another process between kombu's look and its create
+                if "already exists" not in str(error):
+                    raise
+        return super()._open()  # each failure above was one more table made: all are there now
 
     def _get_or_create(self, queue):
         try:
