@@ -24,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from benchmarks.figures import finish
+from benchmarks.figures import finish, run_sizes
 from benchmarks.known_answer import (
     ANSWER_DATASETS, FIXED_1000, against_the_answer, child_init, classifier, known_answer, mean_figures,
 )
@@ -157,7 +157,7 @@ def main() -> None:
     with_shap = shap_available()
     if not with_shap:
         print("shap is not installed: its rows are left out (install the optional extra: pip install -e '.[peers]')")
-    count = args.images if args.images is not None else 5 if args.quick else 20
+    count = run_sizes(parser, args, full={"images": 20}, quick={"images": 5})["images"]
     rows = methods(with_shap, args.quick)
     table: dict[tuple[str, str], dict] = {}
     processes = args.processes or cpu_count()

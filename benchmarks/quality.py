@@ -26,7 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from benchmarks.figures import finish
+from benchmarks.figures import finish, run_sizes
 from benchmarks.known_answer import (
     ANSWER_DATASETS, FIXED_1000, KnownAnswer, against_the_answer, child_init, classifier, known_answer, mean_figures,
     predict, reference_cache, reference_weights,
@@ -142,6 +142,8 @@ def main() -> None:
                         help="Images per data set for sections 1 and 2 (default 16, --quick: 6).")
     parser.add_argument("--full-images", type=int, default=None,
                         help="Images per data set for section 3 (default 40, --quick: 8).")
+    parser.add_argument("--digits-images", type=int, default=None,
+                        help="Digits images for the rows without a known answer (default 40, --quick: 12).")
     parser.add_argument("--processes", type=int, default=0, help="Worker processes (0: one per core).")
     parser.add_argument("--save", action="store_true", help="Keep the figures in docs/figures/quality.json (the docs).")
     args = parser.parse_args()
@@ -153,9 +155,9 @@ def main() -> None:
     from worker.engine.faithfulness import FAITHFULNESS_REFERENCE
 
     started = time.perf_counter()
-    # a count given on the command line wins over the full run's and --quick's
-    grid_images = args.grid_images if args.grid_images is not None else 6 if args.quick else 16
-    full_images = args.full_images if args.full_images is not None else 8 if args.quick else 40
+    sizes = run_sizes(parser, args, full={"grid_images": 16, "full_images": 40, "digits_images": 40},
+                      quick={"grid_images": 6, "full_images": 8, "digits_images": 12})
+    grid_images, full_images = sizes["grid_images"], sizes["full_images"]
     default = {key: value for key, value in ExplainParams().to_dict().items()
                if key in ("num_samples", "design", "estimator", "segmentation", "n_segments", "hide")}
     processes = args.processes or cpu_count()
@@ -209,7 +211,7 @@ def main() -> None:
             for name, answer in answers.items():
                 full[row, name] = evaluate(pool, answer, params, full_images, with_reference=row != "article")
                 print_row(name, f"{row}: {describe_settings(ExplainParams(**params).to_dict())}", full[row, name], "full")
-        digits = digits_rows(pool, 12 if args.quick else 40, default)
+        digits = digits_rows(pool, sizes["digits_images"], default)
 
     for name in answers:
         ours, fixed = full["default", name], full["fixed 1000", name]
