@@ -79,7 +79,7 @@ def shortcut(work: Path, limit: int | None) -> tuple[dict, list[float]]:
     metadata = read_metadata(model_path)
     data = load_dataset("tagged", images=metadata.images, val_fraction=metadata.val_fraction or 0.2,
                         seed=metadata.seed or 0, split_seed=metadata.split_seed if metadata.split_seed is not None else 42)
-    count = len(data.y_val) if limit is None else limit
+    count = len(data.y_val) if limit is None else min(limit, len(data.y_val))
     model = classifier(str(model_path))
     predicted = model.predict(data.x_val[:count]).argmax(axis=1)
     untagged = model.predict(data.val_untagged[:count]).argmax(axis=1)
@@ -88,7 +88,7 @@ def shortcut(work: Path, limit: int | None) -> tuple[dict, list[float]]:
     database = work / "tagged.db"
     started = time.perf_counter()
     output = product(work / "tagged", database, "--dataset", "tagged", "--model", str(model_path),
-                     *(["--limit", str(limit)] if limit else []))
+                     "--limit", str(count))
     run_s = time.perf_counter() - started
     with sessions(database)() as session:
         run = only_run(session)
