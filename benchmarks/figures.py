@@ -264,19 +264,26 @@ def audit_table(saved: dict) -> str:
     return table(["figure", "measured", "target"], rows) + f"\n\n{provenance(saved)}"
 
 
-def suite_runs(saved: dict) -> str:
-    """The test suite's recorded runs (tests/suite_report.py, `--record-timings`), and the first run's slowest ten."""
+def runs_table(saved: dict) -> str:
+    """Recorded runs of the test suite (tests/suite_report.py, `--record-timings`): time, outcome, what ran beside."""
     rows = [[run["label"], f"`{run['arguments'] or '(everything)'}`", str(run["processes"]),
              f"{run['wall_s'] / 60:.1f}", f"{run['passed']} / {run['failed']} / {run['skipped']}",
              f"{run['lost']} / {run['duplicated']} ({run['fault_rows']} faults)", run["neighbour"] or "nothing",
              f"{run['date']}, {run['commit']}, {run['cores']} cores"]
             for run in saved["runs"]]
-    first = saved["runs"][0]
-    slowest = [[f"`{nodeid}`", f"{seconds:.1f}"] for nodeid, seconds in first["slowest"]]
-    return (table(["run", "pytest arguments", "xdist processes", "wall, min", "passed / failed / skipped",
-                   "lost / duplicated", "beside it", "when"], rows)
-            + f"\n\nThe slowest ten tests of run {first['label']} (setup, call and teardown):\n\n"
-            + table(["test", "s"], slowest))
+    return table(["run", "pytest arguments", "xdist processes", "wall, min", "passed / failed / skipped",
+                  "lost / duplicated", "beside it", "when"], rows)
+
+
+def suite_runs(saved: dict) -> str:
+    """The runs, and every run's slowest ten side by side (a blank: not among that run's ten)."""
+    runs = saved["runs"]
+    seconds = [dict(run["slowest"]) for run in runs]
+    tests = sorted({nodeid for ten in seconds for nodeid in ten},
+                   key=lambda nodeid: -max(ten.get(nodeid, 0) for ten in seconds))
+    slowest = [[f"`{nodeid}`", *(f"{ten[nodeid]:.1f}" if nodeid in ten else "" for ten in seconds)] for nodeid in tests]
+    return (runs_table(saved) + "\n\nThe slowest ten tests of each run, in seconds (setup, call and teardown):\n\n"
+            + table(["test", *(run["label"] for run in runs)], slowest))
 
 
 RENDERERS = {
@@ -285,7 +292,7 @@ RENDERERS = {
     "quality.full": (quality_full, "quality"), "quality.targets": (quality_targets, "quality"),
     "peers.table": (peers_table, "peers"), "engine.table": (engine_table, "engine"),
     "pipeline.table": (pipeline_table, "pipeline"), "audit.table": (audit_table, "audit"),
-    "suite.runs": (suite_runs, "suite"),
+    "suite.runs": (suite_runs, "suite"), "suite_inner.runs": (runs_table, "suite_inner"),
 }
 
 
