@@ -56,6 +56,11 @@ class Holds:
         stack.env.update({"HELD_IMAGES": json.dumps(times), "HOLDS_DIR": str(self.folder)})
         self.seen: set[str] = set()
 
+    @classmethod
+    def once_at(cls, stack: Stack, run_id: int, positions: tuple[int, ...]) -> "Holds":
+        """The first delivery of the run's images at these positions held."""
+        return cls(stack, {image_id: 1 for image_id in images_at(stack, run_id, positions)})
+
     def next(self, timeout: float = 120) -> tuple[int, int, int]:
         """(image id, delivery, pid) of the next hold: a live worker process, its image claimed and not saved."""
         def new_hold():

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from db.models import Explanation, Run
 from tests.faults.figures import (
-    IMAGES, MIDWAY, Holds, assert_nothing_lost_or_doubled, enqueue_run, images_at, report, sent_again_by_sweeper,
+    IMAGES, MIDWAY, Holds, assert_nothing_lost_or_doubled, enqueue_run, report, sent_again_by_sweeper,
 )
 from tests.services import RedisServer
 from tests.stack import Stack
@@ -29,7 +29,7 @@ def restart_midway(server: RedisServer, stack_on, name: str) -> tuple[Stack, int
     faults = stack_on(server.url)
     faults.env.update(SWEEPER_OFF)
     run_id = enqueue_run(faults, name)
-    holds = Holds(faults, {image_id: 1 for image_id in images_at(faults, run_id, (MIDWAY,))})
+    holds = Holds.once_at(faults, run_id, (MIDWAY,))
     faults.start_worker()
     image_id, delivery, _ = holds.next()
     server.restart()
@@ -98,7 +98,7 @@ def test_redis_wiped_in_the_middle_of_a_run_loses_nothing_and_needs_no_resume(re
     faults = stack_on(redis_server.url)
     faults.env.update({"MAX_QUEUED": "10"})  # the window: 10 of the 40 tasks in Redis at a time
     run_id = enqueue_run(faults, "redis-wiped")
-    holds = Holds(faults, {image_id: 1 for image_id in images_at(faults, run_id, (MIDWAY,))})
+    holds = Holds.once_at(faults, run_id, (MIDWAY,))
     faults.start_worker()
     image_id, delivery, _ = holds.next()  # the run cannot end before the wipe
     client = redis.Redis.from_url(redis_server.url)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.services import PostgresServer
-from tests.faults.figures import IMAGES, MIDWAY, Holds, assert_nothing_lost_or_doubled, enqueue_run, images_at, report
+from tests.faults.figures import IMAGES, MIDWAY, Holds, assert_nothing_lost_or_doubled, enqueue_run, report
 
 OUTAGE_S = 12
 
@@ -25,7 +25,7 @@ def own_postgres():
 def test_postgresql_down_for_a_while_then_the_run_completes(redis_server, own_postgres, stack_on):
     faults = stack_on(redis_server.url, own_postgres.url)
     run_id = enqueue_run(faults, "database-down")
-    holds = Holds(faults, {image_id: 1 for image_id in images_at(faults, run_id, (MIDWAY,))})
+    holds = Holds.once_at(faults, run_id, (MIDWAY,))
     faults.start_worker()
     image_id, delivery, _ = holds.next()  # the run cannot end before the outage
     own_postgres.stop()  # fast shutdown: every open connection is cut

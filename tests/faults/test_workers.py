@@ -8,22 +8,22 @@ import time
 
 from tests.faults.figures import (
     FAULT_SETTINGS, IMAGES, MIDWAY, Holds, assert_nothing_lost_or_doubled, attempts, declared_lost, enqueue_run,
-    images_at, report, sent_again_by_sweeper,
+    report, sent_again_by_sweeper,
 )
 from tests.waiting import wait_until
 
 VISIBILITY_S = 600
 REALISTIC_VISIBILITY = {"VISIBILITY_TIMEOUT_S": str(VISIBILITY_S)}  # production's is 3600: 600 is just as out of reach
 LOST_AFTER_S = int(FAULT_SETTINGS["LOST_WORKER_AFTER_S"])
+STRUCK = (8, 18, 28)  # the positions of the children killed: three times, each a task caught in the middle
 
 
 def test_a_worker_child_killed_mid_task_loses_nothing(faults):
     run_id = enqueue_run(faults, "child-killed")
-    struck = images_at(faults, run_id, (8, 18, 28))  # three times, each a task caught in the middle
-    holds = Holds(faults, {image_id: 1 for image_id in struck})
+    holds = Holds.once_at(faults, run_id, STRUCK)
     worker = faults.start_worker()
     killed = []
-    for _ in struck:
+    for _ in STRUCK:
         image_id, _, pid = holds.next()
         os.kill(pid, signal.SIGKILL)
         killed.append((image_id, pid))
@@ -41,7 +41,7 @@ def test_a_whole_worker_killed_mid_run_is_recovered_once_its_heartbeats_stop(fau
     the next sweep), not after the visibility timeout."""
     faults.env.update(REALISTIC_VISIBILITY)
     run_id = enqueue_run(faults, "worker-killed")
-    holds = Holds(faults, {image_id: 1 for image_id in images_at(faults, run_id, (MIDWAY,))})
+    holds = Holds.once_at(faults, run_id, (MIDWAY,))
     first = faults.start_worker()
     holds.next()  # a task mid-way
     first.kill()  # main process and children at once: the tasks it held stay unacknowledged in Redis
@@ -69,7 +69,7 @@ def test_a_slow_worker_that_still_sends_heartbeats_is_not_declared_lost(faults):
     is sent again, the task finishes on its first attempt."""
     faults.env.update({**REALISTIC_VISIBILITY, "TASK_SOFT_TIME_LIMIT_S": "60", "TASK_TIME_LIMIT_S": "70"})
     run_id = enqueue_run(faults, "slow-worker")
-    holds = Holds(faults, {image_id: 1 for image_id in images_at(faults, run_id, (5,))})
+    holds = Holds.once_at(faults, run_id, (5,))
     faults.start_worker()
     image_id, delivery, pid = holds.next()
     os.kill(pid, signal.SIGSTOP)
@@ -82,4 +82,3 @@ def test_a_slow_worker_that_still_sends_heartbeats_is_not_declared_lost(faults):
     assert_nothing_lost_or_doubled(figures)
     assert declared_lost(faults) == [] and attempts(faults, run_id, [image_id]) == {image_id: 1}
     assert figures["ok"] == IMAGES and figures["retried"] == 0
-
