@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal, Sequence
 
-import numpy as np
+from models.batching import batch_for
 
 AUTO = "auto"
 HIDES = ("mean", "grey", "black", "blur")
@@ -18,8 +18,6 @@ ARTICLE_PRESET = {
     "segmentation": "quickshift", "kernel_size": 4, "max_dist": 200, "ratio": 0.2, "hide": "mean", "num_samples": 1000,
     "design": "independent", "estimator": "lime",
 }
-BATCH_PIXEL_BUDGET = 1 << 22
-MIN_AUTO_BATCH, MAX_AUTO_BATCH = 16, 256
 
 
 @dataclass(frozen=True)
@@ -47,8 +45,8 @@ class ExplainParams:
     # "blur" (the image blurred), or a number: that share of the value range (0 black, 0.5 grey, 1 white).
     hide: str = "grey"
     seed: int = 0
-    # Images built and sent to the model at once; bounds memory. None: as many as fit in
-    # BATCH_PIXEL_BUDGET pixels (256 at 64x64, 64 at 224x224: larger batches of big images run slower).
+    # Images built and sent to the model at once; bounds memory. None: models.batching's rule for a CPU (256 at 64x64,
+    # 64 at 224x224: larger batches of big images run slower there).
     batch_size: int | None = None
     stability_seeds: int = 0  # explain again with this many other seeds (same segmentation): top-5 agreement
 
@@ -79,8 +77,5 @@ class ExplainParams:
         return asdict(self)
 
     def batch_for(self, image_shape: Sequence[int]) -> int:
-        """The batch size for images of this shape: the explicit one, or a power of two in budget."""
-        if self.batch_size is not None:
-            return self.batch_size
-        fitting = BATCH_PIXEL_BUDGET // (image_shape[0] * image_shape[1])
-        return int(min(MAX_AUTO_BATCH, max(MIN_AUTO_BATCH, 2 ** int(np.log2(max(fitting, 1))))))
+        """The batch size for images of this shape: the explicit one, or models.batching's for a CPU."""
+        return self.batch_size if self.batch_size is not None else batch_for(image_shape)
