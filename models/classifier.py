@@ -1,20 +1,28 @@
-"""Load a user's `.keras` model safely and wrap it as a fast predict function for the engine.
+"""Load a user's `.keras` model safely and wrap it as the one contract the engine, the input check and the
+benchmarks call: float32 images (n, H, W, C) in the run's value range -> probabilities (n, classes), whatever runtime
+computes them (Keras/TensorFlow here, OpenVINO through models.runtimes).
 
-This is the only module that imports TensorFlow; import it in the process that will run the model
-(a worker's child process, never its parent: TensorFlow hangs after fork).
+This module and models.runtimes are the only ones that import TensorFlow; import them in the process that will run
+the model (a worker's child process, never its parent: TensorFlow hangs after fork).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from models.artifacts import ModelFileError, ModelMetadata, inspect_model_file
+from models.batching import batch_buckets, batch_for
 from models.outputs import class_columns
 
-SMALLEST_BUCKET = 16
+# TensorFlow's oneDNN kernels, which it leaves off on CPUs without AVX-512: on (where not set otherwise) before
+# TensorFlow is first imported (docs/settings.md: measured faster on both kinds of CPU here).
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
 class ModelLoadError(ValueError):
@@ -38,15 +46,6 @@ def configure_tensorflow(threads: int) -> None:
             raise
 
 
-def batch_buckets(batch_size: int) -> list[int]:
-    """Batch sizes the compiled function is traced for: powers of two up to `batch_size`, and itself."""
-    sizes, size = [], SMALLEST_BUCKET
-    while size < batch_size:
-        sizes.append(size)
-        size *= 2
-    return sizes + [batch_size]
-
-
 def preprocess_function(name: str | None):
     """keras.applications' own preprocess_input of a family in models.contract.PREPROCESS_FAMILIES, or None."""
     if name is None:
@@ -59,41 +58,86 @@ def preprocess_function(name: str | None):
     return module.preprocess_input
 
 
+def device_kind() -> str:
+    """"gpu" where TensorFlow sees a GPU (it then runs the model there), else "cpu"."""
+    import tensorflow as tf
+
+    return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
+
+
+class Runtime(Protocol):
+    """What computes a model's raw outputs (n, outputs) for one batch of float32 images: Keras here, OpenVINO in
+    models.runtimes."""
+
+    name: str
+
+    def outputs(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+class KerasRuntime:
+    """The model's compiled TensorFlow function: the reference every other runtime is checked against."""
+
+    name = "keras"
+
+    def __init__(self, classifier: "Classifier"):
+        import tensorflow as tf
+
+        # One trace serves every batch size (each new shape would otherwise cost a retrace per process); batches
+        # still come in a few fixed sizes (padded up to the next bucket) so oneDNN reuses its kernels.
+        signature = tf.TensorSpec([None, *classifier.input_shape], tf.float32)
+        self._compiled = tf.function(classifier.forward, input_signature=[signature])
+        self.buckets = batch_buckets(classifier.batch_size)
+
+    def outputs(self, batch: np.ndarray) -> np.ndarray:
+        bucket = next(size for size in self.buckets if size >= len(batch))
+        if bucket > len(batch):
+            padding = np.zeros((bucket - len(batch), *batch.shape[1:]), dtype=np.float32)
+            batch = np.concatenate([batch, padding])
+        return np.asarray(self._compiled(batch))
+
+
 @dataclass
 class Classifier:
     """A loaded model: `predict` maps float32 images (n, H, W, C) in the run's value range to probabilities
-    (n, classes). `preprocess` (a keras.applications family) runs on the images first; `logits` says the
-    model's outputs still need a softmax (a sigmoid for a single output)."""
+    (n, classes). `preprocess` (a keras.applications family) runs on the images first; `logits` says the model's
+    outputs still need a softmax (a sigmoid for a single output). `runtime` computes them: Keras unless
+    models.runtimes chose another, `choice` says which and why."""
 
     model: object
     metadata: ModelMetadata
     sha256: str
-    batch_size: int = 256
+    batch_size: int = 0  # images per call; 0: models.batching's rule for this input shape on this device
     preprocess: str | None = None
     logits: bool = False
+    keras: KerasRuntime = field(init=False, repr=False)
+    runtime: Runtime = field(init=False, repr=False)
+    choice: object = None  # models.runtimes.RuntimeChoice, once one was made
 
     def __post_init__(self) -> None:
+        if not self.batch_size:
+            self.batch_size = batch_for(self.input_shape, device_kind())
+        self.keras = self.runtime = KerasRuntime(self)
+
+    def forward(self, x):
+        """The graph every runtime computes: the preprocessing, the model, and the softmax (or sigmoid) of logits."""
         import tensorflow as tf
 
-        model, logits = self.model, self.logits
-        prepare = preprocess_function(self.preprocess) or (lambda x: x)
+        prepare = preprocess_function(self.preprocess)
+        output = self.model(prepare(x) if prepare else x, training=False)
+        if self.logits:
+            output = tf.sigmoid(output) if output.shape[-1] == 1 else tf.nn.softmax(output, axis=-1)
+        return output
 
-        def forward(x):
-            output = model(prepare(x), training=False)
-            if logits:
-                output = tf.sigmoid(output) if output.shape[-1] == 1 else tf.nn.softmax(output, axis=-1)
-            return output
-
-        # One trace serves every batch size (each new shape would otherwise cost a retrace per
-        # process); batches still come in a few fixed sizes so oneDNN reuses its kernels.
-        signature = tf.TensorSpec([None, *self.input_shape], tf.float32)
-        self._forward = tf.function(forward, input_signature=[signature])
-        self._buckets = batch_buckets(self.batch_size)
+    def served_by(self, runtime: Runtime, choice) -> "Classifier":
+        """This model predicted through `runtime` (the Keras model and its compiled function shared, not copied)."""
+        served = copy.copy(self)
+        served.runtime, served.choice = runtime, choice
+        return served
 
     def warm_up(self) -> None:
-        """Trace the compiled function and touch every batch size once, before the first real image."""
-        for size in self._buckets:
-            self._forward(np.zeros((size, *self.input_shape), np.float32))
+        """Touch every batch size the runtime will be fed once, before the first real image."""
+        for size in batch_buckets(self.batch_size):
+            self.runtime.outputs(np.zeros((size, *self.input_shape), np.float32))
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -103,26 +147,18 @@ class Classifier:
     def class_names(self) -> list[str]:
         return self.metadata.class_names
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        """Probabilities per image; a single sigmoid output comes back as [p(class 0), p(class 1)].
-
-        Images go to the compiled function in fixed-size batches (padded up to the next bucket) so it
-        is traced a handful of times, not once per odd batch length.
-        """
+    def predict(self, images: np.ndarray, runtime: Runtime | None = None) -> np.ndarray:
+        """Probabilities per image through this classifier's runtime (or the one given); a single sigmoid output
+        comes back as [p(class 0), p(class 1)]. Images go in batches of at most `batch_size`."""
+        runtime = runtime or self.runtime
         images = np.asarray(images, dtype=np.float32)
-        outputs = []
-        for start in range(0, len(images), self.batch_size):
-            chunk = images[start : start + self.batch_size]
-            bucket = next(size for size in self._buckets if size >= len(chunk))
-            if bucket > len(chunk):
-                padding = np.zeros((bucket - len(chunk), *chunk.shape[1:]), dtype=np.float32)
-                chunk = np.concatenate([chunk, padding])
-            outputs.append(np.asarray(self._forward(chunk))[: min(self.batch_size, len(images) - start)])
-        return class_columns(np.concatenate(outputs))
+        chunks = (np.ascontiguousarray(images[start : start + self.batch_size])
+                  for start in range(0, len(images), self.batch_size))
+        return class_columns(np.concatenate([runtime.outputs(chunk)[: len(chunk)] for chunk in chunks]))
 
 
 def load_classifier(
-    path: str | Path, *, batch_size: int = 256, preprocess: str | None = None, logits: bool = False
+    path: str | Path, *, batch_size: int = 0, preprocess: str | None = None, logits: bool = False
 ) -> Classifier:
     """Load a `.keras` model with Keras' safe mode on, check its shapes, and attach its metadata.
 

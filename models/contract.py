@@ -30,6 +30,9 @@ PREPROCESS_FAMILIES = {
     "efficientnet_v2": "efficientnet_v2",
     "convnext": "convnext",
 }
+# What computes a run's predictions (models.runtimes): auto, the faster of OpenVINO and Keras where OpenVINO reproduces
+# Keras on the run's images; keras; or openvino, where it reproduces Keras (else Keras, saying why).
+RUNTIMES = ("auto", "keras", "openvino")
 PIXEL_RANGE = (0.0, 255.0)
 DEFAULT_RANGE = (0.0, 1.0)
 OUTPUT_KINDS = ("probabilities", "logits")

@@ -1,0 +1,48 @@
+"""Real-size networks as users bring them (keras.applications at 224x224, 1000 classes), made here without
+downloading a weight: for the benchmarks and tests of runtimes, input checks and labels at real size.
+
+`weights=None` alone gives a network whose outputs hardly depend on the image (every photograph gets the same
+class), which says nothing about how explanations or runtimes behave. So the BatchNormalization layers get seeded
+random scales and offsets, and the statistics training would have left in them: their moving mean and variance are
+measured on seeded random smooth images. The network then maps different images to different, confident outputs.
+It is still untrained: its classes mean nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# keras.applications constructor and the --preprocess family its preprocess_input belongs to
+NETWORKS = {
+    "mobilenet_v2": ("MobileNetV2", "mobilenet_v2"),
+    "resnet50": ("ResNet50", "resnet50"),
+    "efficientnet_b0": ("EfficientNetB0", "efficientnet"),
+}
+CALIBRATION_IMAGES = 32
+
+
+def standin_network(name: str, side: int = 224, classes: int = 1000, seed: int = 0):
+    """(an untrained keras.applications network `name` at side x side with seeded BatchNormalization, its
+    preprocessing family). Takes RGB pixels in 0..255 through that family's preprocess_input."""
+    import keras
+
+    from models.classifier import preprocess_function
+    from models.datasets import smooth_colour_images
+
+    constructor, family = NETWORKS[name]
+    keras.utils.set_random_seed(seed)  # the convolution and dense weights
+    model = getattr(keras.applications, constructor)(weights=None, input_shape=(side, side, 3), classes=classes)
+    rng = np.random.default_rng(seed)
+    normalisations = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    momentums = [layer.momentum for layer in normalisations]
+    for layer in normalisations:
+        weights = layer.get_weights()
+        shape = weights[0].shape
+        layer.set_weights([rng.uniform(0.5, 1.5, shape).astype(np.float32), rng.normal(0, 0.5, shape).astype(np.float32),
+                           *weights[2:]])
+        layer.momentum = 0.0  # the next training-mode pass sets the moving statistics to its own
+    images = smooth_colour_images(CALIBRATION_IMAGES, side, rng) * 255
+    model(preprocess_function(family)(images), training=True)
+    for layer, momentum in zip(normalisations, momentums):
+        layer.momentum = momentum
+    return model, family
