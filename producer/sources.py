@@ -9,6 +9,7 @@ SourceError before anything is stored.
 
 from __future__ import annotations
 
+import heapq
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import numpy as np
 from core import images
 from models.artifacts import ModelMetadata
 from models.datasets import load_dataset
+from worker.input_check import sample_positions
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MAX_NPZ_BYTES = 4 * 2**30  # an .npz whose X claims more is refused from its header, before decompressing
@@ -63,8 +65,9 @@ class Read:
 class Source:
     description: str
     entries: list[Entry]
-    class_names: list[str] | None = None  # the names the labels stand for (folder names)
+    class_names: list[str] | None = None  # the names the labels stand for (folder names, an .npz's class_names)
     ignored: list[str] = field(default_factory=list)  # what was skipped on purpose, and why
+    label_span: int | None = None  # labels without names (an .npz's y): they take values 0 .. label_span - 1
 
     def name(self, entry: Entry) -> str:
         """How messages name an image."""
@@ -185,9 +188,20 @@ def from_builtin(name: str, metadata: ModelMetadata | None, limit: int | None) -
                          masks=data.val_masks)
 
 
+def classes_in_turn(labels: np.ndarray, limit: int) -> np.ndarray:
+    """The positions of up to `limit` labels, taking the classes in turn (each class's first positions first), in
+    position order: what `--limit` takes, so that a source sorted by class still gives every class its share."""
+    order = np.argsort(labels, kind="stable")  # grouped by class, each class in position order
+    _, starts, counts = np.unique(labels[order], return_index=True, return_counts=True)
+    # no class gives more than `limit`: the choice is among at most classes x limit positions, whatever the source holds
+    candidates = np.concatenate([order[start : start + min(count, limit)] for start, count in zip(starts, counts)])
+    picked = sample_positions(labels[candidates].tolist(), limit)
+    return np.sort(candidates[picked])
+
+
 def from_folder(folder: Path, limit: int | None) -> FolderSource:
     """One sub-folder per class (Keras' image_dataset_from_directory convention), PNG and JPEG files, listed (not
-    read) in sorted order."""
+    read) in sorted order; with `limit`, that many taken from the classes in turn."""
     folder = Path(folder)
     if not folder.is_dir():
         raise SourceError(f"folder not found: {folder}")
@@ -208,22 +222,25 @@ def from_folder(folder: Path, limit: int | None) -> FolderSource:
     entries: list[Entry] = []
     for label, name in enumerate(classes):
         with os.scandir(folder / name) as listing:  # one system call per file at most: a folder may hold millions
-            files = sorted(
+            images = (
                 item.name for item in listing
                 if item.name.lower().endswith(IMAGE_SUFFIXES) and item.is_file() and inside(item)
             )
+            # with a limit no class gives more than `limit` files: only its first ones are kept while listing
+            files = sorted(images) if limit is None else heapq.nsmallest(limit, images)
         entries += [Entry(f"{name}/{file}", label) for file in files]
-        if limit is not None and len(entries) >= limit:
-            break
     if not entries:
         raise SourceError(f"{folder} has no PNG or JPEG images in its class sub-folders")
-    return FolderSource(f"folder {folder}", entries[:limit], classes, ignored, folder=folder)
+    if limit is not None:
+        entries = [entries[i] for i in classes_in_turn(np.array([entry.true_label for entry in entries]), limit)]
+    return FolderSource(f"folder {folder}", entries, classes, ignored, folder=folder)
 
 
 def from_npz(path: Path, limit: int | None) -> NpzSource:
-    """An .npz with `X` (n, H, W[, C]) and optional integer labels `y` (n,). The arrays' headers are read first: an
+    """An .npz with `X` (n, H, W[, C]), optional integer labels `y` (n,) and, optionally, the names of its labels
+    `class_names` (text; matched to the model's class names, as folders are). The arrays' headers are read first: an
     archive whose arrays claim too much, or hold Python objects, is refused before anything is decompressed or
-    unpickled."""
+    unpickled. With `limit`, that many rows: taken from the classes in turn where there are labels, else the first."""
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"file not found: {path}")
@@ -244,17 +261,31 @@ def from_npz(path: Path, limit: int | None) -> NpzSource:
             raise SourceError(
                 f"{path.name}: y must be {shape[0]} integer labels, got shape {labels[0]} of {labels[2]}"
             )
-        y = None
+        y, class_names = None, None
         if labels is not None:
             with np.load(path, allow_pickle=False) as archive:
                 y = archive["y"]
+                if "class_names" in archive.files:
+                    class_names = [str(name) for name in archive["class_names"]]
+            if y.min(initial=0) < 0:
+                raise SourceError(f"{path.name}: y holds negative labels")
+            if class_names is not None and (len(set(class_names)) != len(class_names) or int(y.max(initial=0)) >= len(class_names)):
+                raise SourceError(f"{path.name}: class_names must be distinct and name every label of y "
+                                  f"(0..{int(y.max(initial=0))}); it has {len(class_names)}")
     except SourceError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise SourceError(f"{path.name}: not a readable .npz ({type(error).__name__}: {error})") from None
-    count = shape[0] if limit is None else min(limit, shape[0])
-    entries = [Entry(i, None if y is None else int(y[i])) for i in range(count)]
-    return NpzSource(f"npz {path}", entries, file=path, shape=shape, dtype=dtype, fortran_order=fortran_order)
+    if limit is None:
+        rows = range(shape[0])
+    elif y is None:
+        rows = range(min(limit, shape[0]))
+    else:
+        rows = classes_in_turn(y, limit)
+    entries = [Entry(int(i), None if y is None else int(y[i])) for i in rows]
+    span = None if y is None or class_names is not None else int(y.max(initial=-1)) + 1
+    return NpzSource(f"npz {path}", entries, class_names, label_span=span, file=path, shape=shape, dtype=dtype,
+                     fortran_order=fortran_order)
 
 
 def _npz_array_header(path: Path, name: str, required: bool = True) -> tuple[tuple[int, ...], bool, np.dtype] | None:
