@@ -16,7 +16,7 @@ from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from audit import maps as relevance
-from audit.strategies import find_strategies
+from audit.strategies import find_strategies, one_thread
 from core import images
 from core.images import ReferenceFileError
 from db.models import (ClassMap, Explanation, Image, ImageEvidence, Run, RunAudit, SegmentWeight, StrategyGroup,
@@ -165,7 +165,8 @@ def audit_run(session: Session, run: Run, *, seed: int = 0, progress=None) -> Ru
              "mean_map": relevance.encode_maps(total_map / count), "mean_image": pictures.get((true_label, label))}
             for (true_label, label), (total_map, count) in sorted(cells.items())
         ])
-        details = _write_strategies(session, run, classes, grid, seed)
+        with one_thread():
+            details = _write_strategies(session, run, classes, grid, seed)
     audit = RunAudit(run_id=run.id, grid_height=int(grid[0]) if grid else 0, grid_width=int(grid[1]) if grid else 0,
                      explanations=done, finished_count=run.finished_count, details=details)
     session.add(audit)
@@ -223,7 +224,7 @@ def _small_rgb(image: Image) -> np.ndarray | None:
 
 def _write_strategies(session: Session, run: Run, classes: dict[int, _Class], grid, seed: int) -> dict:
     """Group each class, then a second pass for the groups' mean maps; write groups and members."""
-    details, groups_of, stats = {}, {}, []
+    details, groups_of, stats, member_rows = {}, {}, [], []
     for label, entry in sorted(classes.items()):
         features = np.concatenate(entry.features).astype(np.float32)
         image_ids = np.concatenate(entry.image_ids)
@@ -249,10 +250,15 @@ def _write_strategies(session: Session, run: Run, classes: dict[int, _Class], gr
                           "excess": errors - (class_rate or 0) * known})
         for image_id, group in zip(image_ids.tolist(), grouping.groups.tolist()):
             groups_of[image_id] = group
-        session.execute(insert(StrategyMember), [
+        member_rows += [
             {"run_id": run.id, "image_id": image_id, "label": label, "strategy": group, "distance": float(d)}
             for image_id, group, d in zip(image_ids.tolist(), grouping.groups.tolist(), distance.tolist())
-        ])
+        ]
+        if len(member_rows) >= CHUNK:  # a chunk of rows a statement, not a statement a class (a thousand of them)
+            session.execute(insert(StrategyMember), member_rows)
+            member_rows = []
+    if member_rows:
+        session.execute(insert(StrategyMember), member_rows)
     sums: dict[tuple[int, int], np.ndarray] = {}
     for rows in _chunks(session, run.id):
         for row, stack in zip(rows, _chunk_maps(session, rows, grid)):

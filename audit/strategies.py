@@ -27,6 +27,18 @@ class Grouping:
     sampled: int  # explanations the groups were found on
 
 
+def one_thread():
+    """A context in which the grouping runs on one BLAS and OpenMP thread. A class's matrices are small (at most
+    SAMPLE x COMPONENTS): waking threads for each step costs more than the step, ten times the work or more on a busy
+    two-core machine, paid once per class (a thousand times in a run of a thousand classes; benchmarks.audit)."""
+    import scipy.sparse.linalg  # noqa: F401  (a limit holds for the libraries loaded when it is set: load them first)
+    import sklearn.cluster  # noqa: F401
+    import sklearn.decomposition  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1)
+
+
 def find_strategies(features: np.ndarray, seed: int = 0) -> Grouping:
     """Group the rows of `features` (one normalised map per explanation of a class)."""
     n = len(features)

@@ -14,6 +14,8 @@ computation, and what the audit and the report cost at 100,000 explanations.
 3. Cost: synthetic stored explanations (10 classes, 16 superpixels each, 20% mistakes) in a SQLite file; the whole
    audit (maps remade from the weights where asked, class maps, strategies) and the report timed in a fresh process
    each, with its peak memory; and a worker's time per image spent on the maps at save time (from the runs of 1).
+4. Many classes: the same on a run of 1,000 classes of 10 to 50 images each (40 with --quick), each class with its
+   own error rate and its mistakes among a few kindred classes: the audit's time, the report's size and time.
 
 The last line is one JSON object.
 """
@@ -214,23 +216,36 @@ def evidence(work: Path, count: int) -> dict:
 
 
 CLASSES = 10
+CONFUSABLE = 3  # with images_per_class: the classes a class's mistakes go to
+IMAGES_PER_CLASS = (10, 50)  # part 4's run of many classes: the fewest and most images of a class
 SEGMENTS = 16
 SIDE = 64
 
 
-def synthetic_run(database: Path, count: int, seed: int = 0) -> None:
-    """A SQLite file holding one finished run of `count` stored explanations (10 classes, 20% mistakes), as a
-    worker would have saved them: segments, weights (predicted and, for mistakes, true label), maps."""
+def synthetic_run(database: Path, count: int, seed: int = 0, **options) -> int:
+    """A SQLite file holding one finished synthetic run (store_synthetic_run); its number of explanations."""
+    from db.migrate import upgrade
+
+    upgrade(f"sqlite:///{database}")
+    with sessions(database)() as session:
+        return store_synthetic_run(session, count, seed, **options).image_count
+
+
+def store_synthetic_run(session, count: int, seed: int = 0, *, classes: int = CLASSES,
+                        images_per_class: tuple[int, int] | None = None):
+    """One finished run of stored explanations in the session's (migrated, empty) database, as a worker would have
+    saved them: segments, weights (predicted and, for mistakes, true label), maps; committed. `count` of them over
+    `classes` classes, 20% mistakes; or, with `images_per_class` (fewest, most), that many per class, each class with
+    its own error rate (20% on average) and its mistakes among its CONFUSABLE next classes, as a model of many
+    classes confuses kindred ones (a dog's breeds)."""
     from sqlalchemy import insert
 
     from audit.maps import encode_maps, explanation_maps
     from core import images
     from db import runs
-    from db.migrate import upgrade
     from db.models import Explanation, Image, RunImage, SegmentWeight, encode_segments
     from worker.engine import ExplainParams
 
-    upgrade(f"sqlite:///{database}")
     rng = np.random.default_rng(seed)
     grid = np.arange(SIDE) * 4 // SIDE
     layouts = []
@@ -240,56 +255,66 @@ def synthetic_run(database: Path, count: int, seed: int = 0) -> None:
         layouts.append(layout.astype(np.int32))
     encoded_layouts = [encode_segments(layout) for layout in layouts]
     pictures = [images.png_bytes(rng.integers(0, 255, (SIDE, SIDE, 3), dtype=np.uint8)) for _ in range(20)]
-    with sessions(database)() as session:
-        runs.store_model_file(session, "s" * 64, b"model", {})
-        run = runs.create_run(session, name="synthetic", model_path="synthetic.keras", model_sha256="s" * 64,
-                              class_names=[f"class{i}" for i in range(CLASSES)], params=ExplainParams().to_dict(),
-                              source="synthetic", value_range=[0.0, 1.0])
-        session.commit()
-        for start in range(0, count, 5000):
-            size = min(5000, count - start)
-            image_rows = [{"sha256": f"{start + i:064x}", "png": pictures[(start + i) % 20], "source": f"synthetic/{start + i}",
-                           "width": SIDE, "height": SIDE, "channels": 3, "true_label": None, "path": None}
-                          for i in range(size)]
-            ids = [row[0] for row in session.execute(insert(Image).returning(Image.id, sort_by_parameter_order=True),
-                                                     image_rows)]
-            true = rng.integers(0, CLASSES, size)
+    if images_per_class is not None:
+        fewest, most = images_per_class
+        every_true = rng.permutation(np.repeat(np.arange(classes), rng.integers(fewest, most + 1, classes)))
+        error_rate = rng.beta(2, 8, classes)
+        count = len(every_true)
+    runs.store_model_file(session, "s" * 64, b"model", {})
+    run = runs.create_run(session, name="synthetic", model_path="synthetic.keras", model_sha256="s" * 64,
+                          class_names=[f"class{i}" for i in range(classes)], params=ExplainParams().to_dict(),
+                          source="synthetic", value_range=[0.0, 1.0])
+    session.commit()
+    for start in range(0, count, 5000):
+        size = min(5000, count - start)
+        image_rows = [{"sha256": f"{start + i:064x}", "png": pictures[(start + i) % 20], "source": f"synthetic/{start + i}",
+                       "width": SIDE, "height": SIDE, "channels": 3, "true_label": None, "path": None}
+                      for i in range(size)]
+        ids = [row[0] for row in session.execute(insert(Image).returning(Image.id, sort_by_parameter_order=True),
+                                                 image_rows)]
+        if images_per_class is None:
+            true = rng.integers(0, classes, size)
             wrong = rng.random(size) < 0.2
-            predicted = np.where(wrong, (true + rng.integers(1, CLASSES, size)) % CLASSES, true)
-            session.execute(insert(RunImage), [{"run_id": run.id, "image_id": image_id, "position": start + i,
-                                                "true_label": int(true[i])} for i, image_id in enumerate(ids)])
-            explanation_rows, weight_rows = [], []
-            for i, image_id in enumerate(ids):
-                layout = rng.integers(0, 20)
-                # a class's usual place, or a corner for the mistakes: some structure for the groups to find
-                weights = {int(predicted[i]): rng.normal(0, 0.05, SEGMENTS)}
-                weights[int(predicted[i])][15 if wrong[i] else int(true[i]) % SEGMENTS] += 0.5
-                if wrong[i]:
-                    weights[int(true[i])] = rng.normal(0, 0.05, SEGMENTS)
-                relevance = explanation_maps(layouts[layout], weights, int(predicted[i]), int(true[i]))
-                probabilities = np.full(CLASSES, 0.02)
-                probabilities[predicted[i]] = 0.82
-                explanation_rows.append({
-                    "run_id": run.id, "image_id": image_id, "status": "ok", "attempts": 1,
-                    "predicted_label": int(predicted[i]), "true_label": int(true[i]),
-                    "confidence": float(0.5 + 0.5 * rng.random()), "probabilities": probabilities.tolist(),
-                    "correct": not wrong[i], "score": 0.5, "deletion_auc": 0.3, "insertion_auc": 0.7,
-                    "n_segments": SEGMENTS, "segments": encoded_layouts[layout], "relevance": encode_maps(relevance),
-                    "samples_used": 512, "model_calls": 512, "sampling_stop": "fixed",
-                })
-                weight_rows.append((weights, layouts[layout]))
-            explanation_ids = [row[0] for row in session.execute(
-                insert(Explanation).returning(Explanation.id, sort_by_parameter_order=True), explanation_rows)]
-            session.execute(insert(SegmentWeight), [
-                {"explanation_id": explanation_id, "label": label, "segment": s, "weight": float(w),
-                 "area": int((layout == s).sum())}
-                for explanation_id, (weights, layout) in zip(explanation_ids, weight_rows)
-                for label, values in weights.items() for s, w in enumerate(values)
-            ])
-            session.commit()
-        run.image_count = run.finished_count = count
-        run.status = "done"
+            predicted = np.where(wrong, (true + rng.integers(1, classes, size)) % classes, true)
+        else:
+            true = every_true[start:start + size]
+            wrong = rng.random(size) < error_rate[true]
+            predicted = np.where(wrong, (true + rng.integers(1, CONFUSABLE + 1, size)) % classes, true)
+        session.execute(insert(RunImage), [{"run_id": run.id, "image_id": image_id, "position": start + i,
+                                            "true_label": int(true[i])} for i, image_id in enumerate(ids)])
+        explanation_rows, weight_rows = [], []
+        for i, image_id in enumerate(ids):
+            layout = rng.integers(0, 20)
+            # a class's usual place, or a corner for the mistakes: some structure for the groups to find
+            weights = {int(predicted[i]): rng.normal(0, 0.05, SEGMENTS)}
+            weights[int(predicted[i])][15 if wrong[i] else int(true[i]) % SEGMENTS] += 0.5
+            if wrong[i]:
+                weights[int(true[i])] = rng.normal(0, 0.05, SEGMENTS)
+            relevance = explanation_maps(layouts[layout], weights, int(predicted[i]), int(true[i]))
+            probabilities = np.full(classes, 0.18 / (classes - 1))
+            probabilities[predicted[i]] = 0.82
+            explanation_rows.append({
+                "run_id": run.id, "image_id": image_id, "status": "ok", "attempts": 1,
+                "predicted_label": int(predicted[i]), "true_label": int(true[i]),
+                "confidence": float(0.5 + 0.5 * rng.random()), "probabilities": probabilities.tolist(),
+                "correct": not wrong[i], "score": 0.5, "deletion_auc": 0.3, "insertion_auc": 0.7,
+                "n_segments": SEGMENTS, "segments": encoded_layouts[layout], "relevance": encode_maps(relevance),
+                "samples_used": 512, "model_calls": 512, "sampling_stop": "fixed",
+            })
+            weight_rows.append((weights, layouts[layout]))
+        explanation_ids = [row[0] for row in session.execute(
+            insert(Explanation).returning(Explanation.id, sort_by_parameter_order=True), explanation_rows)]
+        session.execute(insert(SegmentWeight), [
+            {"explanation_id": explanation_id, "label": label, "segment": s, "weight": float(w),
+             "area": int((layout == s).sum())}
+            for explanation_id, (weights, layout) in zip(explanation_ids, weight_rows)
+            for label, values in weights.items() for s, w in enumerate(values)
+        ])
         session.commit()
+    run.image_count = run.finished_count = count
+    run.status = "done"
+    session.commit()
+    return run
 
 
 MEASURE = """
@@ -360,9 +385,35 @@ def cost(work: Path, sizes: tuple[int, int]) -> dict:
     return figures
 
 
+def many_classes(work: Path, classes: int) -> dict:
+    """Part 4: a run of `classes` classes of IMAGES_PER_CLASS images each (a thousand: an ImageNet model on a sample
+    of its validation set): the audit's time and the report's size and time, each in a fresh process."""
+    from sqlalchemy import case, func, select
+
+    from db.models import StrategyGroup
+
+    database = work / f"classes-{classes}.db"
+    started = time.perf_counter()
+    count = synthetic_run(database, 0, classes=classes, images_per_class=IMAGES_PER_CLASS)
+    print(f"synthetic run of {classes:,} classes, {count:,} explanations, stored in "
+          f"{time.perf_counter() - started:.0f} s")
+    audit = measured(database, "audit")
+    with sessions(database)() as session:
+        groups, suspected = session.execute(
+            select(func.count(), func.sum(case((StrategyGroup.suspected, 1), else_=0)))).one()
+    report = measured(database, "report")
+    print(f"  {classes} classes: audit {audit['s']:.1f} s, peak {audit['peak_mb']:.0f} MB, {groups} strategy groups "
+          f"({suspected} suspected); report {report['s']:.1f} s, {report['mb']:.1f} MB")
+    database.unlink()
+    key = f"classes_{classes}"
+    return {f"{key}_explanations": count, f"{key}_audit_s": audit["s"], f"{key}_audit_peak_mb": audit["peak_mb"],
+            f"{key}_groups": groups, f"{key}_report_s": report["s"], f"{key}_report_mb": report["mb"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="A few images and 2k/10k synthetic explanations.")
+    parser.add_argument("--quick", action="store_true",
+                        help="A few images, 2k/10k synthetic explanations and a run of 40 classes.")
     parser.add_argument("--save", action="store_true", help="Keep the figures in docs/figures/audit.json (the docs).")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="audit-bench-") as folder:
@@ -372,6 +423,7 @@ def main() -> None:
         result["maps_share_of_worker_time"] = float(np.mean(share)) if share else None
         print(f"maps at save time: {result['maps_share_of_worker_time']:.2%} of a worker's time per image")
         result |= cost(work, (2_000, 10_000) if args.quick else (10_000, 100_000))
+        result |= many_classes(work, 40 if args.quick else 1000)
     result["quick"] = args.quick
     finish("audit", result, args.save and not args.quick)
 

@@ -65,6 +65,25 @@ def misclassified(
     write_rows(rows, reads.MISCLASSIFIED_COLUMNS, format, title=f"misclassified in run {found.id} ({found.name})")
 
 
+CLASS_COLUMNS = ("class", "images", "predicted", "missed", "taken", "mistakes")
+
+
+@app.command()
+def classes(
+    run: str = typer.Option(..., help="Run id or name."),
+    format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table | csv | json."),
+) -> None:
+    """Every class of a run with its mistakes both ways, most mistakes first: its explained images, those the model
+    put in it, its images it put in another class (missed) and other classes' images it put in it (taken). The
+    report and the summary show the first few of a run of many classes."""
+    with session_factory()() as session, failing_on(reads.RunNotFound):
+        found = reads.find_run(session, run)
+        rows = [{"class": found.class_names[entry.label], "images": entry.images, "predicted": entry.predicted,
+                 "missed": entry.missed, "taken": entry.taken, "mistakes": entry.mistakes}
+                for entry in reads.classes_by_mistakes(session, found.id)]
+    write_rows(rows, CLASS_COLUMNS, format, title=f"classes of run {found.id} ({found.name}), most mistakes first")
+
+
 @app.command()
 def sql(
     query: str = typer.Argument(..., help="One SQL statement, e.g. \"SELECT * FROM misclassifications\"."),

@@ -4,9 +4,10 @@ first), the evidence figures, a comparison with another run, and the most confid
 
 The page is written to its file a piece at a time, and every section draws a bounded number of pictures (SHOWN_GROUPS
 groups, SHOWN_EXAMPLES examples, GALLERY_PER_CELL mistakes in each of at most LARGEST_CELLS cells), loading one
-image's details at a time: the page and the builder's memory do not grow with the number of explanations, only with
-the model's classes (the matrix, the per-class maps). Images are inline (data URIs), nothing is fetched from the
-network, and the page needs no script.
+image's details at a time; a section per class (the matrix, the class maps, the evidence, the comparison) shows at
+most PAGE_CLASSES classes, the most telling first, and says how many there are and how to get the rest: the page
+grows neither with the number of explanations nor with the model's classes. Images are inline (data URIs), nothing is
+fetched from the network, and the page needs no script.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from report import pictures
 from report.summary import RunSummary, summarise_run
 
 SHOWN_GROUPS = 40
+# a section per class shows every class up to this many; beyond, this many, the most telling first (the most
+# mistakes; the lowest pointing; the maps least alike between two runs), and says where the rest are
+PAGE_CLASSES = 30
 SHOWN_EXAMPLES = 12  # images right for the wrong reasons
 GALLERY_PER_CELL = 6
 TOP_WEIGHTS = 5
@@ -115,14 +119,50 @@ def summary_section(summarised: RunSummary) -> Iterator[str]:
 
 def confusion_section(session: Session, run: Run) -> Iterator[str]:
     names = run.class_names
+    if len(names) > PAGE_CLASSES:
+        yield from most_mistaken_matrix(session, run)
+        return
     cells = {(c["true_label"], c["predicted_label"]): c["n"] for c in reads.confusion(session, run.id)}
     yield '<h2>Confusion matrix</h2><table id="confusion"><tr><th>true \\ predicted</th>'
     yield "".join(f"<th>{escape(name)}</th>" for name in names) + "</tr>"
-    for true in names:  # a row at a time: a thousand classes make a million cells
+    for true in names:
         yield f"<tr><th>{escape(true)}</th>" + "".join(
             f'<td class="{"hit" if true == p else "miss" if cells.get((true, p)) else ""}">{cells.get((true, p), 0)}</td>'
             for p in names
         ) + "</tr>"
+    yield "</table>"
+
+
+def most_mistaken_matrix(session: Session, run: Run) -> Iterator[str]:
+    """The confusion matrix of the PAGE_CLASSES classes with the most mistakes, most first, with a column for each
+    row's images put in a class not shown and a row for each column's images of a class not shown."""
+    names = run.class_names
+    ranked = reads.classes_by_mistakes(session, run.id, limit=PAGE_CLASSES)
+    shown = [entry.label for entry in ranked]
+    true, predicted = Explanation.true_label, Explanation.predicted_label
+    cells = {(t, p): n for t, p, n in session.execute(
+        select(true, predicted, func.count())
+        .where(Explanation.run_id == run.id, Explanation.status == "ok", true.in_(shown), predicted.in_(shown))
+        .group_by(true, predicted)
+    )}
+    every_cell = (f"SELECT true_label, predicted_label, n FROM confusion WHERE run_id = {run.id} "
+                  "AND true_label <> predicted_label ORDER BY n DESC")
+    yield (f'<h2>Confusion matrix</h2><p class="note" id="confusion-note">The {len(shown)} classes with the most '
+           f"mistakes of {len(names)} (a class's mistakes: its images put in another class, and other classes' images "
+           f'put in it), most first; "other" counts the images of a row put in one of the {len(names) - len(shown)} '
+           "classes not shown, or of one of them put in a column. Every class, most mistakes first: "
+           f"{command(f'python -m db classes --run {run.id}')}; every confusion: "
+           f"{command(f'python -m db sql {every_cell!r}')}.</p>")
+    yield (f'<table id="confusion" data-classes="{len(names)}" data-shown="{len(shown)}"><tr><th>true \\ predicted'
+           "</th>" + "".join(f"<th>{escape(names[label])}</th>" for label in shown) + "<th>other</th></tr>")
+    for entry in ranked:
+        row = [cells.get((entry.label, p), 0) for p in shown]
+        yield (f'<tr data-mistakes="{entry.mistakes}"><th>{escape(names[entry.label])}</th>' + "".join(
+            f'<td class="{"hit" if entry.label == p else "miss" if n else ""}">{n}</td>' for p, n in zip(shown, row))
+            + f'<td class="other">{entry.images - sum(row)}</td></tr>')
+    yield ('<tr class="other"><th>other</th>' + "".join(
+        f'<td class="other">{entry.taken - sum(cells.get((t, entry.label), 0) for t in shown if t != entry.label)}</td>'
+        for entry in ranked) + "<td></td></tr>")
     yield "</table>"
 
 
@@ -131,13 +171,21 @@ def looks_section(session: Session, run: Run) -> Iterator[str]:
     yield ('<h2 id="looks">Where the model looks</h2><p class="note">The mean relevance map of the images the model '
            "put in each class, over the mean of a sample of them: red pushes towards the predicted class, blue away "
            "from it.</p><h3>Per predicted class</h3>")
-    per_class = session.scalars(
-        select(ClassMap).where(ClassMap.run_id == run.id, ClassMap.true_label.is_(None))
-        .order_by(ClassMap.predicted_label)
-    ).all()
+    many = len(names) > PAGE_CLASSES
+    if many:
+        per_class, mapped = most_mistaken_class_maps(session, run)
+    else:
+        per_class = session.scalars(
+            select(ClassMap).where(ClassMap.run_id == run.id, ClassMap.true_label.is_(None))
+            .order_by(ClassMap.predicted_label)
+        ).all()
     if not per_class:
         yield "<p>Nothing explained yet.</p>"
         return
+    if many:
+        yield (f'<p class="note" id="class-maps-note">The {len(per_class)} classes with the most mistakes of the '
+               f"{mapped} the model put images in, most first. Every class's map as a PNG file: "
+               f"{command(f'python -m db maps --run {run.id} --out DIR')}.</p>")
     yield '<div id="class-maps" class="maps">'
     for row in per_class:
         name = names[row.predicted_label]
@@ -149,6 +197,19 @@ def looks_section(session: Session, run: Run) -> Iterator[str]:
         yield from confusion_grid(session, run)
     else:
         yield from largest_cells(session, run)
+
+
+def most_mistaken_class_maps(session: Session, run: Run) -> tuple[list[ClassMap], int]:
+    """The class maps of the PAGE_CLASSES predicted classes with the most mistakes, most first, and how many predicted
+    classes have one."""
+    mapped = set(session.scalars(
+        select(ClassMap.predicted_label).where(ClassMap.run_id == run.id, ClassMap.true_label.is_(None))))
+    ranked = reads.classes_by_mistakes(session, run.id)
+    shown = [entry.label for entry in ranked if entry.label in mapped][:PAGE_CLASSES]
+    rows = {row.predicted_label: row for row in session.scalars(
+        select(ClassMap).where(ClassMap.run_id == run.id, ClassMap.true_label.is_(None),
+                               ClassMap.predicted_label.in_(shown)))}
+    return [rows[label] for label in shown], len(mapped)
 
 
 def cell_maps(session: Session, run_id: int, largest: int | None = None):
@@ -188,7 +249,8 @@ def confusion_grid(session: Session, run: Run) -> Iterator[str]:
 def largest_cells(session: Session, run: Run) -> Iterator[str]:
     names = run.class_names
     yield (f"<h3>The {LARGEST_CELLS} largest confusions</h3><p class=\"note\">With more than {MAX_GRID_CLASSES} "
-           "classes, the cells off the diagonal with the most images, each with the mean map of its images.</p>"
+           "classes, the cells off the diagonal with the most images, each with the mean map of its images. Every "
+           f"cell's map as a PNG file: {command(f'python -m db maps --run {run.id} --out DIR')}.</p>"
            '<ol id="largest-cells" class="maps">')
     for row in cell_maps(session, run.id, largest=LARGEST_CELLS):
         true_name, predicted_name = names[row.true_label], names[row.predicted_label]
@@ -253,8 +315,17 @@ def evidence_section(session: Session, run: Run) -> Iterator[str]:
         return
     yield ('<h2 id="evidence">Evidence</h2><p class="note">Against the evidence given with the images (where the '
            "answer is): pointing is how often the superpixel with the largest weight lies on it, evidence share how "
-           "much of the positive weight does; per class (the true class, the predicted one for images without).</p>"
-           '<table id="evidence-rates"><tr><th>class</th><th>images</th><th>pointing</th><th>evidence share</th></tr>')
+           "much of the positive weight does; per class (the true class, the predicted one for images without).</p>")
+    if len(rates) > PAGE_CLASSES:
+        every_class = ("SELECT COALESCE(true_label, predicted_label) AS label, COUNT(*) AS images, "
+                       "AVG(CASE WHEN pointing THEN 1.0 ELSE 0.0 END) AS pointing_rate, AVG(evidence_share) AS share "
+                       f"FROM reasons WHERE run_id = {run.id} GROUP BY COALESCE(true_label, predicted_label) "
+                       "ORDER BY pointing_rate")
+        yield (f'<p class="note" id="evidence-note">The {PAGE_CLASSES} classes of {len(rates)} whose top superpixel '
+               "is least often on the evidence, lowest first. Every class: "
+               f"{command(f'python -m db sql {every_class!r}')}.</p>")
+        rates = sorted(rates, key=lambda rate: (rate.pointing, -rate.images, rate.class_name))[:PAGE_CLASSES]
+    yield '<table id="evidence-rates"><tr><th>class</th><th>images</th><th>pointing</th><th>evidence share</th></tr>'
     yield "".join(f"<tr><td>{escape(rate.class_name)}</td><td>{rate.images}</td><td>{rate.pointing:.0%}</td>"
                   f"<td>{rate.evidence_share:.2f}</td></tr>" for rate in rates)
     yield "</table>"
@@ -288,6 +359,12 @@ def comparison_section(session: Session, run_a: Run, run_b: Run) -> Iterator[str
     if not classes:
         yield "<p>The two runs have no explained image in common.</p>"
         return
+    if len(classes) > PAGE_CLASSES:
+        yield (f'<p class="note" id="compared-note">The {PAGE_CLASSES} classes of {len(classes)} whose maps differ '
+               "most between the two runs (the lowest map correlation first). Every class: "
+               f"{command(f'python -m db compare {run_a.id} {run_b.id} --by-class')}, with their maps as PNG files: "
+               f"{command(f'python -m db compare {run_a.id} {run_b.id} --by-class --maps DIR')}.</p>")
+        classes = sorted(classes, key=lambda entry: (entry.correlation, entry.class_name))[:PAGE_CLASSES]
     yield (f'<table id="compared"><tr><th>class</th><th>images</th><th>run {run_a.id}</th><th>run {run_b.id}</th>'
            f"<th>run {run_b.id} - run {run_a.id}</th><th>map correlation</th><th>top overlap</th></tr>")
     for entry in classes:

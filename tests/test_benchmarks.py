@@ -38,9 +38,12 @@ BENCHMARKS = {
          rf"evidence share {NUMBER}; boxes equal masks: (True|False)$",
          rf"^maps at save time: {NUMBER}% of a worker's time per image$",
          rf"^  audit with every map remade from the weights: {NUMBER} s, peak \d+ MB$",
-         rf"^  report: {NUMBER} s, {NUMBER} MB, peak \d+ MB$"),
+         rf"^  report: {NUMBER} s, {NUMBER} MB, peak \d+ MB$",
+         rf"^  \d+ classes: audit {NUMBER} s, peak \d+ MB, \d+ strategy groups \(\d+ suspected\); report {NUMBER} s, "
+         rf"{NUMBER} MB$"),
         ("shortcut_precision", "shortcut_recall", "shortcut_f1", "tag_peak", "shortcut_named_first",
-         "evidence_pointing", "evidence_max_diff", "boxes_equal_masks", "maps_share_of_worker_time", "audit_growth"),
+         "evidence_pointing", "evidence_max_diff", "boxes_equal_masks", "maps_share_of_worker_time", "audit_growth",
+         "classes_40_audit_s", "classes_40_report_mb", "classes_40_report_s"),
     ),
     "engine": (
         (),

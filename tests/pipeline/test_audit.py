@@ -115,7 +115,7 @@ def test_the_audit_pages_queries_run_as_written(stack, evidence_runs):
     run, _, _ = evidence_runs
     page = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text()
     queries = [sql.replace("run_id = 1", f"run_id = {run}") for sql in re.findall(r"```sql\n(.*?)```", page, flags=re.S)]
-    assert len(queries) == 2 and all(f"run_id = {run}" in sql for sql in queries)
+    assert len(queries) == 3 and all(f"run_id = {run}" in sql for sql in queries)
     with stack.session() as session:
         for sql in queries:
             session.execute(text(sql)).all()
