@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -85,6 +86,40 @@ def read_metadata(model_path: str | Path) -> ModelMetadata | None:
     if not path.exists():
         return None
     return ModelMetadata.from_dict(json.loads(path.read_text()))
+
+
+class ClassNamesError(ValueError):
+    """A class names file that cannot be used; the message is one line."""
+
+
+def read_class_names(path: str | Path) -> list[str]:
+    """A model's class names in output order from a file: one per line (ImageNet's LOC_synset_mapping.txt is one,
+    `n01440764 tench, Tinca tinca`), a JSON list, or a JSON object of output index to a name or a list of names
+    (Keras' imagenet_class_index.json: `{"0": ["n01440764", "tench"]}`, joined by a space). Distinct and not empty."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ClassNamesError(f"cannot read class names from {path}: {error}") from None
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+            if isinstance(data, dict):
+                data = [data[key] for key in sorted(data, key=int)]
+            names = [" ".join(name) if isinstance(name, list) else name for name in data]
+        except (json.JSONDecodeError, ValueError, TypeError) as error:
+            raise ClassNamesError(f"{path.name}: want a JSON list of names or an object of index to name ({error})") from None
+        if not all(isinstance(name, str) for name in names):
+            raise ClassNamesError(f"{path.name}: every class name must be text")
+    else:
+        names = [line for line in text.splitlines() if line.strip()]
+    names = [name.strip() for name in names]
+    if not names or not all(names):
+        raise ClassNamesError(f"{path.name} holds no class names (or an empty one)")
+    repeated = sorted(name for name, count in Counter(names).items() if count > 1)
+    if repeated:
+        raise ClassNamesError(f"{path.name}: class names must be distinct; repeated: {', '.join(repeated[:5])}")
+    return names
 
 
 @dataclass

@@ -65,7 +65,9 @@ def train(
 def describe(
     model: Path = typer.Argument(..., help="A .keras model file."),
     class_names: Optional[str] = typer.Option(None, help="The model's classes in output order, comma-separated."),
-    class_names_file: Optional[Path] = typer.Option(None, help="A text file with one class name per line, in output order."),
+    class_names_file: Optional[Path] = typer.Option(
+        None, help="The classes in output order: a text file, one per line (ImageNet's LOC_synset_mapping.txt), or "
+        "a JSON list or index object (imagenet_class_index.json)."),
     value_range: Optional[str] = typer.Option(
         None, metavar="LOW,HIGH", help="Pixel values the model wants, e.g. 0,255 (default: inferred from the model, else 0,1).",
     ),
@@ -76,12 +78,15 @@ def describe(
     the file's sha256, so that every run of it is fed right without options. Reads the file as JSON, runs nothing."""
     from dataclasses import replace
 
-    from models.artifacts import ModelFileError, ModelMetadata, file_sha256, read_metadata, summarise_keras_file, write_metadata
+    from models.artifacts import (
+        ClassNamesError, ModelFileError, ModelMetadata, file_sha256, read_class_names, read_metadata,
+        summarise_keras_file, write_metadata,
+    )
     from models.contract import ContractError, decide_contract, parse_value_range
 
     if class_names is not None and class_names_file is not None:
         fail("give --class-names or --class-names-file, not both")
-    with failing_on(ModelFileError, ContractError, OSError):
+    with failing_on(ModelFileError, ContractError, ClassNamesError, OSError):
         summary = summarise_keras_file(model)
         if summary.has_lambda:
             fail(f"{model.name} holds a Lambda layer (arbitrary Python code); it cannot be explained here")
@@ -92,7 +97,7 @@ def describe(
         if class_names is not None:
             names = [name.strip() for name in class_names.split(",")]
         elif class_names_file is not None:
-            names = [line.strip() for line in class_names_file.read_text().splitlines() if line.strip()]
+            names = read_class_names(class_names_file)
         previous = read_metadata(model)
         contract = decide_contract(summary, previous, value_range=wanted_range, preprocess=preprocess, outputs=outputs)
     classes = max(2, summary.outputs or 2)

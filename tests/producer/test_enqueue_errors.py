@@ -15,31 +15,8 @@ from PIL import Image
 from sqlalchemy import create_engine, text
 
 from tests.conftest import invoke, run_python
+from tests.producer.conftest import assert_refused, stored_rows
 from tests.services import redis_database
-
-
-@pytest.fixture
-def env(tmp_path):
-    with redis_database() as broker:
-        database = f"sqlite:///{tmp_path / 'results.db'}"
-        env = {"DATABASE_URL": database, "CELERY_BROKER_URL": broker, "DATA_DIR": str(tmp_path / "data")}
-        invoke("db", "upgrade", env=env)
-        yield env
-
-
-def stored_rows(env) -> dict[str, int]:
-    engine = create_engine(env["DATABASE_URL"])
-    with engine.connect() as connection:
-        counts = {t: connection.scalar(text(f"SELECT COUNT(*) FROM {t}")) for t in ("runs", "images", "run_images")}
-    engine.dispose()
-    return counts
-
-
-def assert_refused(result, message: str) -> None:
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert message in lines[0]
 
 
 def assert_listed(result, *messages: str) -> list[str]:
@@ -77,7 +54,7 @@ def test_bad_sources_and_models_are_refused_and_nothing_is_stored(env, tmp_path,
         (["--folder", str(tmp_path / "missing"), *model], "folder not found"),
         (["--folder", str(empty), *model], "has no class sub-folders"),
         (["--folder", str(no_images), *model], "has no PNG or JPEG images"),
-        (["--folder", str(wrong_class), *model], "source classes ['zebra'] are not among the model's classes"),
+        (["--folder", str(wrong_class), *model], "not among the model's 2 class names ('rectangle', 'no_rectangle'): 'zebra'; name the folders"),
         (["--folder", str(not_image)], "--model is required"),
         (["--dataset", "rectangles", "--model", str(tmp_path / "nope.keras")], "model file not found"),
         (["--dataset", "rectangles", "--model", str(corrupt_model)], "is not a Keras 3 .keras model archive"),
