@@ -91,6 +91,11 @@ class Settings(BaseSettings):
         return self.data_dir / "model-cache"
 
     @property
+    def openvino_cache_dir(self) -> Path:
+        """Models converted to OpenVINO, one folder per model file and contract (models.runtimes)."""
+        return self.model_cache_dir / "openvino"
+
+    @property
     def database(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'results.db').resolve()}"
 

@@ -38,6 +38,7 @@ class Job:
     value_range: list[float]
     preprocess: str | None
     outputs: str
+    runtime: str  # the runtime the run asked for (models.runtimes.RUNTIMES)
     evidence: bytes | None  # the image's evidence mask (audit.maps.encode_mask), when the user gave one
     explanation_id: int | None = None
     status: str | None = None
@@ -66,7 +67,7 @@ def read_job(session: Session, run_id: int, image_id: int) -> Job:
     model next, and on SQLite a write transaction held that long would stop every other worker)."""
     row = session.execute(
         select(RunImage.true_label, Image.png, Image.path, Image.sha256, Image.height, Image.width, Run.params, Run.model_sha256,
-               Run.value_range, Run.preprocess, Run.outputs, ImageEvidence.mask, Explanation.id, Explanation.status,
+               Run.value_range, Run.preprocess, Run.outputs, Run.runtime, ImageEvidence.mask, Explanation.id, Explanation.status,
                Explanation.attempts)
         .join(Image, Image.id == RunImage.image_id)
         .outerjoin(ImageEvidence, ImageEvidence.image_id == RunImage.image_id)
@@ -106,8 +107,9 @@ def claim(session: Session, job: Job, host: str) -> Job:
     job.explanation_id, job.status, job.attempts = row[:3]
     return job
 
-def save_explanation(session: Session, job: Job, result, host: str) -> bool:
-    """Write an engine result (worker.engine.Explanation), its audit columns (its maps and, against the image's
+def save_explanation(session: Session, job: Job, result, host: str, *, runtime: str | None = None) -> bool:
+    """Write an engine result (worker.engine.Explanation) and the runtime whose predictions it used (a worker's always
+    says; None for a result of another predict function), its audit columns (its maps and, against the image's
     evidence, pointing: audit.maps.audit_columns, timed as `maps_s`) and its segment weights into the job's row;
     False, writing nothing, if the row was finished meanwhile.
 
@@ -129,7 +131,7 @@ def save_explanation(session: Session, job: Job, result, host: str) -> bool:
         auc_reference=result.faithfulness_reference, stability=result.stability, n_segments=result.n_segments,
         segments=encode_segments(result.segments), timings={k: round(v, 6) for k, v in timings.items()},
         samples_used=result.sampling.samples, model_calls=result.sampling.model_calls,
-        sampling_stop=result.sampling.stop, **audited,
+        sampling_stop=result.sampling.stop, runtime=runtime, **audited,
     )
     if not saved:
         return False

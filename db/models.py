@@ -90,6 +90,8 @@ class Run(Base):
     preprocess: Mapped[str | None] = mapped_column(String(40))
     outputs: Mapped[str] = mapped_column(String(20), default="probabilities")
     contract_notes: Mapped[list | None] = mapped_column(JSON)  # how each part of the contract was decided
+    # The runtime asked for (models.runtimes.RUNTIMES); what `auto` chose, and why, is the input check's `runtime`.
+    runtime: Mapped[str] = mapped_column(String(20), default="auto", server_default="keras")
     # The input check of its first images (worker.input_check): accuracy, spread, warning; None until done.
     input_check: Mapped[dict | None] = mapped_column(JSON)
     skipped: Mapped[list | None] = mapped_column(JSON)  # files left out with --skip-bad: [{source, reason}]
@@ -181,6 +183,7 @@ class Explanation(Base):
     segments: Mapped[bytes | None] = mapped_column(LargeBinary)  # compressed .npz of the segment id per pixel
     timings: Mapped[dict | None] = mapped_column(JSON)
     worker_host: Mapped[str | None] = mapped_column(String(255))
+    runtime: Mapped[str | None] = mapped_column(String(20))  # what computed it: keras | openvino (empty: from before)
     # What the model looked at, on the run's common grid (audit.maps): the predicted label's map, then the true label's
     # when it differs; made at save time, or by the audit for rows from before.
     relevance: Mapped[bytes | None] = mapped_column(LargeBinary)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import case, func, select, text
+from sqlalchemy import case, func, literal, select, text, union_all
 from sqlalchemy.orm import Session
 
 from db.models import Explanation, Image, Run, RunClass, RunImage, SegmentWeight, utcnow
@@ -130,6 +130,17 @@ def sampling_spread(session: Session, run_id: int) -> SamplingSpread | None:
     )
 
 
+def runtime_counts(session: Session, run_id: int) -> dict[str, int]:
+    """How many of the run's explanations each runtime computed, most first (rows from before runtimes were
+    recorded count as Keras, which computed them)."""
+    runtime = func.coalesce(Explanation.runtime, "keras")
+    rows = session.execute(
+        select(runtime, func.count()).where(Explanation.run_id == run_id, Explanation.status == "ok")
+        .group_by(runtime).order_by(func.count().desc())
+    ).all()
+    return {name: count for name, count in rows}
+
+
 def predicted_classes(session: Session, run_id: int) -> list[tuple[str, int]]:
     """How many explained images the model put in each class, most common first."""
     rows = session.execute(
@@ -156,16 +167,52 @@ MISCLASSIFIED_COLUMNS = (
     "image_id", "source", "true_label", "predicted_label", "confidence", "deletion_auc", "insertion_auc", "stability",
 )
 
-def misclassified(session: Session, run_id: int) -> list[dict]:
-    """Rows of the `misclassifications` view for a run, most confident mistakes first."""
+def misclassified(session: Session, run_id: int, limit: int | None = None) -> list[dict]:
+    """Rows of the `misclassifications` view for a run, most confident mistakes first; the first `limit` only when
+    given."""
     rows = session.execute(
         text(
             f"SELECT {', '.join(MISCLASSIFIED_COLUMNS)} "
             "FROM misclassifications WHERE run_id = :run_id ORDER BY confidence DESC, image_id"
+            + ("" if limit is None else " LIMIT :limit")
         ),
-        {"run_id": run_id},
+        {"run_id": run_id, "limit": limit},
     )
     return [dict(row._mapping) for row in rows]
+
+@dataclass
+class ClassMistakes:
+    """One class of a run and its mistakes both ways, over the explained images."""
+
+    label: int
+    images: int  # explained images whose true class it is
+    predicted: int  # explained images the model put in it
+    missed: int  # its images the model put in another class
+    taken: int  # images of another class the model put in it
+
+    @property
+    def mistakes(self) -> int:
+        return self.missed + self.taken
+
+
+def classes_by_mistakes(session: Session, run_id: int, limit: int | None = None) -> list[ClassMistakes]:
+    """The classes that have an explained image (as true or predicted class), most mistakes first (then most images,
+    then by label: a run without true labels comes out most predicted first); the first `limit` only when given. One
+    grouped pass over the run's results, whatever the number of classes."""
+    ok = (Explanation.run_id == run_id) & (Explanation.status == "ok")
+    wrong = func.sum(case((Explanation.correct.is_(False), 1), else_=0))
+    nothing = literal(0)
+    as_true = (select(Explanation.true_label.label("label"), func.count().label("images"), nothing.label("predicted"),
+                      wrong.label("missed"), nothing.label("taken"))
+               .where(ok, Explanation.true_label.is_not(None)).group_by(Explanation.true_label))
+    as_predicted = (select(Explanation.predicted_label, nothing, func.count(), nothing, wrong)
+                    .where(ok).group_by(Explanation.predicted_label))
+    both = union_all(as_true, as_predicted).subquery()
+    totals = [func.sum(both.c[name]) for name in ("images", "predicted", "missed", "taken")]
+    query = (select(both.c.label, *totals).group_by(both.c.label)
+             .order_by((totals[2] + totals[3]).desc(), (totals[0] + totals[1]).desc(), both.c.label))
+    rows = session.execute(query if limit is None else query.limit(limit))
+    return [ClassMistakes(int(label), *(int(n) for n in counts)) for label, *counts in rows]
 
 def confusion(session: Session, run_id: int) -> list[dict]:
     rows = session.execute(

@@ -23,12 +23,12 @@ def store_model_file(session: Session, sha256: str, content: bytes, metadata: di
 def create_run(
     session: Session, *, name: str, model_path: str, model_sha256: str, class_names: list[str], params: dict, source: str,
     value_range: list[float], preprocess: str | None = None, outputs: str = "probabilities",
-    contract_notes: list[str] | None = None, skipped: list[dict] | None = None,
+    contract_notes: list[str] | None = None, skipped: list[dict] | None = None, runtime: str = "auto",
 ) -> Run:
     run = Run(
         name=name, model_path=model_path, model_sha256=model_sha256, class_names=class_names, params=params,
         source=source, status="enqueueing", started_at=utcnow(), value_range=list(value_range), preprocess=preprocess,
-        outputs=outputs, contract_notes=contract_notes, skipped=skipped or None,
+        outputs=outputs, contract_notes=contract_notes, skipped=skipped or None, runtime=runtime,
         next_position=0, finished_count=0, image_count=0,
     )
     run.classes = [RunClass(label=i, name=n) for i, n in enumerate(class_names)]

@@ -20,7 +20,7 @@ from db import reads
 from db.session import session_factory
 from models.contract import PREPROCESS_FAMILIES
 from models.datasets import DATASET_NAMES
-from report.summary import RunSummary, check_line, describe_settings, summarise_run
+from report.summary import RunSummary, check_line, describe_settings, shown_mistakes, summarise_run
 
 app = typer.Typer(help="Send images to the workers and follow the runs.", no_args_is_help=True, add_completion=False)
 console = Output()
@@ -62,7 +62,8 @@ RUN_OPTIONS = {
         0, metavar="K", help="Also explain each image with K more seeds and store how much its top 5 superpixels agree.")),
     "top_labels": (Optional[int], typer.Option(None, help="Explain the K most probable labels (default: predicted and true).")),
     "seed": (int, typer.Option(0, help="LIME's random seed (results depend only on image, model, parameters and seed).")),
-    "limit": (Optional[int], typer.Option(None, help="Only the first N images.")),
+    "limit": (Optional[int], typer.Option(
+        None, help="Only N images, taken from the classes in turn (a folder's sub-folders, an .npz's labels).")),
     "resize": (bool, typer.Option(
         False, "--resize", help="Scale images of another size to the model's input (otherwise refused).")),
     "value_range": (Optional[str], typer.Option(
@@ -72,6 +73,15 @@ RUN_OPTIONS = {
     "preprocess": (Optional[str], typer.Option(
         None, help="keras.applications preprocessing the model expects (images go in as 0..255): "
         f"{' | '.join(PREPROCESS_FAMILIES)}.")),
+    "class_names_file": (Optional[Path], typer.Option(
+        None, help="The model's class names in output order, for a model whose metadata names none: a text file, one "
+        "per line (ImageNet's LOC_synset_mapping.txt), or a JSON list or index object (imagenet_class_index.json). "
+        "Class folders are matched to them by name, or by a name's first word (WordNet ids).")),
+    "runtime": (str, typer.Option(
+        "auto", metavar="auto|keras|openvino",
+        help="What computes the predictions: auto (default: each worker process converts the model to OpenVINO once, "
+        "checks it reproduces Keras on the input check's images, and takes the faster of the two), keras, or "
+        "openvino (used only where it reproduces Keras; else Keras, saying why).")),
     "skip_bad": (bool, typer.Option(
         False, "--skip-bad", help="Explain the good images and record the bad ones on the run (default: list them all, stop).")),
     "evidence": (Optional[Path], typer.Option(
@@ -154,6 +164,10 @@ def prepare_run(**options):
     console.print(f"input: {contract.describe()}")
     for note in contract.notes:
         console.print(f"  {note}", markup=False, highlight=False)
+    console.print(f"runtime: {prepared.runtime}" + (
+        " (each worker process checks OpenVINO against Keras on the input check's images once; the check says which "
+        "it took)"
+        if prepared.runtime != "keras" else ""), markup=False, highlight=False)
     console.print(f"explaining with: {describe_settings(prepared.params.to_dict())}", markup=False, highlight=False)
     return prepared
 
@@ -266,10 +280,12 @@ def local(
             raise typer.Exit(130)
     with session_factory()() as session:
         summary = summarise_run(session, reads.find_run(session, run_id))
-        rows = reads.misclassified(session, run_id)
+        rows, more = shown_mistakes(session, summary)
     print_summary(summary)
     if summary.counts.labelled:
         write_rows(rows, reads.MISCLASSIFIED_COLUMNS, OutputFormat.table, title=f"misclassified in run {run_id}")
+        if more:
+            console.print(more, markup=False, highlight=False)
     print_strategies(run_id)
     console.print(f"results: {settings.database}  (python -m db misclassified --run {run_id})")
 
@@ -381,6 +397,8 @@ def format_duration(seconds: float) -> str:
 
 
 def show_input_check(check: dict, out: Console) -> None:
+    if check.get("runtime"):
+        out.print(check["runtime"]["line"], markup=False, highlight=False)
     if check.get("warning"):
         warning(out, check["warning"], "WARNING: input check")
     else:

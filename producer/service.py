@@ -12,7 +12,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
@@ -23,8 +24,10 @@ from sqlalchemy.orm import Session
 from core import images
 from db import jobs, reads, runs
 from db.models import Image, Run, RunImage
-from models.artifacts import ModelFileError, ModelMetadata, default_model_path, inspect_model_file
-from models.contract import ContractError, InputContract, decide_contract, parse_value_range
+from models.artifacts import (
+    ClassNamesError, ModelFileError, ModelMetadata, default_model_path, inspect_model_file, read_class_names,
+)
+from models.contract import RUNTIMES, ContractError, InputContract, decide_contract, parse_value_range
 from producer.evidence import Evidence, EvidenceError
 from producer.sources import Entry, Read, Rejected, Source, SourceError
 from worker.engine import ExplainParams
@@ -53,6 +56,11 @@ class ModelChoice:
     metadata: ModelMetadata
     contract: InputContract
 
+    @property
+    def named(self) -> bool:
+        """Whether the model names its classes (its metadata file, --class-names-file), not only numbers them."""
+        return self.metadata.class_names != [str(i) for i in range(len(self.metadata.class_names))]
+
 
 def ensure_demo_model(dataset: str, echo=print) -> Path:
     """The demo model for a built-in data set, trained first (in a subprocess) if it is missing."""
@@ -69,10 +77,12 @@ def ensure_demo_model(dataset: str, echo=print) -> Path:
 
 
 def choose_model(
-    path: Path, *, value_range: tuple[float, float] | None = None, preprocess: str | None = None
+    path: Path, *, value_range: tuple[float, float] | None = None, preprocess: str | None = None,
+    class_names_file: Path | None = None,
 ) -> ModelChoice:
     """Read and check a model file without running it (a Keras archive, no Lambda layer, an image input), and
-    decide its input contract: the options first, then the metadata file, then the model's own layers."""
+    decide its input contract: the options first, then the metadata file, then the model's own layers. The class
+    names come from `class_names_file` (the model's outputs in order), else its metadata file."""
     try:
         found = inspect_model_file(path)
     except ModelFileError as error:
@@ -83,25 +93,68 @@ def choose_model(
         contract = decide_contract(found.summary, found.metadata, value_range=value_range, preprocess=preprocess)
     except ContractError as error:
         raise EnqueueError(str(error)) from None
-    return ModelChoice(path, found.sha256, found.content, found.metadata, contract)
+    metadata = found.metadata
+    if class_names_file is not None:
+        try:
+            names = read_class_names(class_names_file)
+        except ClassNamesError as error:
+            raise EnqueueError(str(error)) from None
+        if len(names) != len(metadata.class_names):
+            raise EnqueueError(f"{class_names_file.name} names {len(names)} classes; {path.name} has "
+                               f"{len(metadata.class_names)} outputs")
+        metadata = replace(metadata, class_names=names)
+    return ModelChoice(path, found.sha256, found.content, metadata, contract)
+
+
+SHOWN_NAMES = 5  # class names quoted in a message; a thousand would bury it
+
+
+def quoted(names: list[str]) -> str:
+    more = f" and {len(names) - SHOWN_NAMES} more" if len(names) > SHOWN_NAMES else ""
+    return ", ".join(repr(name) for name in names[:SHOWN_NAMES]) + more
 
 
 def run_class_names(model: ModelChoice, source: Source) -> list[str]:
-    """The run's class names, and each source label re-indexed to them (folders are matched by name)."""
+    """The run's class names (the model's, in output order), with each source label re-indexed to them: folders
+    (and an .npz's `class_names`) are matched to the model's class names by name. Where the model names no classes,
+    its outputs can stand for the source's classes only when there are as many of each (the tutorial's case): a
+    folder of 2 classes for 1000 outputs, or .npz labels 0..1, could mean any two outputs, and is refused before
+    anything is stored, naming the fix. Folders named by output number (`0`, `7`) are those outputs."""
     names = list(model.metadata.class_names)
+    fix = (f"give the model's class names in its output order: --class-names-file FILE (one per line), or once, "
+           f"beside the model: python -m models describe {model.path} --class-names-file FILE")
+    by_number = source.class_names is not None and set(source.class_names) <= set(names)  # folders 0, 1, ...: outputs
+    if not model.named and not by_number:
+        classes = len(source.class_names) if source.class_names is not None else source.label_span
+        if classes is not None and classes != len(names):
+            what = (f"{len(source.class_names)} classes ({quoted(source.class_names)})" if source.class_names is not None
+                    else f"labels 0..{classes - 1}")
+            raise EnqueueError(f"{source.description} has {what}, the model {len(names)} outputs and no class names: "
+                               f"which output is which class cannot be told; {fix}")
+        if source.class_names is None:
+            return names
+        return list(source.class_names)  # as many as the outputs, in sorted order
     if source.class_names is None or source.class_names == names:
         return names
-    generic = names == [str(i) for i in range(len(names))]
-    if generic and len(source.class_names) <= len(names):
-        # a model without class names: the folder names stand for its outputs, in sorted order
-        return list(source.class_names) + names[len(source.class_names) :]
-    unknown = [name for name in source.class_names if name not in names]
+    index = class_index(names)
+    unknown = [name for name in source.class_names if name not in index]
     if unknown:
-        raise EnqueueError(f"source classes {unknown} are not among the model's classes {names}")
+        raise EnqueueError(f"classes of {source.description} not among the model's {len(names)} class names "
+                           f"({quoted(names)}): {quoted(unknown)}; name the folders as the model names its classes (or "
+                           f"by their first word), or {fix}")
     for entry in source.entries:
         if entry.true_label is not None:
-            entry.true_label = names.index(source.class_names[entry.true_label])
+            entry.true_label = index[source.class_names[entry.true_label]]
     return names
+
+
+def class_index(names: list[str]) -> dict[str, int]:
+    """Each class's output by its name, and by the name's first word where that is unique (a folder named by WordNet
+    id, `n01440764`, matches the class `n01440764 tench, Tinca tinca` of ImageNet's LOC_synset_mapping.txt)."""
+    first_words = Counter(name.split()[0] for name in names)
+    index = {name.split()[0]: i for i, name in enumerate(names) if first_words[name.split()[0]] == 1}
+    index.update({name: i for i, name in enumerate(names)})
+    return index
 
 
 def prepare_run(
@@ -111,7 +164,7 @@ def prepare_run(
     hide: str | None = None, preset: str | None = None, stability: int = 0, top_labels: int | None = None,
     seed: int = 0, limit: int | None = None, resize: bool = False, value_range: str | None = None,
     preprocess: str | None = None, skip_bad: bool = False, images_mode: str = "copy", evidence: Path | None = None,
-    boxes: Path | None = None, echo=print, progress=None,
+    boxes: Path | None = None, class_names_file: Path | None = None, runtime: str = "auto", echo=print, progress=None,
 ) -> "PreparedRun":
     """A run from the producer's options, ready to store: the explanation settings (a preset, then the options
     given), the model (the demo one trained if missing) and its input contract, the source listed and every image
@@ -136,6 +189,8 @@ def prepare_run(
         raise EnqueueError(f"unknown --images {images_mode!r}; choose one of {', '.join(IMAGES_MODES)}")
     if images_mode == "reference" and folder is None:
         raise EnqueueError("--images reference needs --folder: only files can be referenced")
+    if runtime not in RUNTIMES:
+        raise EnqueueError(f"unknown --runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     evidence_of.check_options(folder, evidence, boxes)  # before a demo model may be trained
     if num_samples is not None and num_samples != AUTO:
         try:
@@ -154,7 +209,8 @@ def prepare_run(
         model = model or ensure_demo_model(dataset, echo=echo)
     elif model is None:
         raise EnqueueError("--model is required with --folder or --npz")
-    choice = choose_model(Path(model), value_range=wanted_range, preprocess=preprocess)
+    choice = choose_model(Path(model), value_range=wanted_range, preprocess=preprocess,
+                          class_names_file=class_names_file)
     if folder is not None:
         source = sources.from_folder(folder, limit)
     elif npz is not None:
@@ -162,7 +218,7 @@ def prepare_run(
     else:
         source = sources.from_builtin(dataset, choice.metadata, limit)
     return prepare(choice, source, params, resize=resize, skip_bad=skip_bad, images_mode=images_mode,
-                   evidence=evidence_of.for_source(source, evidence, boxes), progress=progress)
+                   evidence=evidence_of.for_source(source, evidence, boxes), runtime=runtime, progress=progress)
 
 
 @dataclass
@@ -178,11 +234,12 @@ class PreparedRun:
     images_mode: str = "copy"
     skipped: list[Rejected] = field(default_factory=list)  # with --skip-bad: the images left out, each with its reason
     evidence: Evidence | None = None  # where each image's evidence is, stored with it
+    runtime: str = "auto"  # what computes the predictions (models.contract.RUNTIMES)
 
 
 def prepare(
     model: ModelChoice, source: Source, params: ExplainParams, *, resize: bool = False, skip_bad: bool = False,
-    images_mode: str = "copy", evidence: Evidence | None = None, progress=None,
+    images_mode: str = "copy", evidence: Evidence | None = None, runtime: str = "auto", progress=None,
 ) -> PreparedRun:
     """Read every image of the source once, keeping no pixels: match class names, count what --resize scales, and set
     aside every image that cannot be explained. Raises BadFilesError listing all of them, unless `skip_bad` (then
@@ -214,7 +271,8 @@ def prepare(
         raise BadFilesError(bad, total)
     if not source.entries:
         raise EnqueueError(f"{source.description} holds no images that can be explained")
-    return PreparedRun(model, source, params, class_names, resized, images_mode, skipped=bad, evidence=evidence)
+    return PreparedRun(model, source, params, class_names, resized, images_mode, skipped=bad, evidence=evidence,
+                       runtime=runtime)
 
 
 def problem(source: Source, read: Read, size: tuple[int, int], classes: int, resize: bool) -> str | None:
@@ -309,6 +367,7 @@ def enqueue(session_factory, app, prepared: PreparedRun, *, name: str | None = N
             model_sha256=model.sha256, class_names=prepared.class_names, params=prepared.params.to_dict(),
             source=source.description, value_range=list(contract.value_range), preprocess=contract.preprocess,
             outputs=contract.outputs, contract_notes=contract.notes, skipped=[bad.as_dict() for bad in prepared.skipped],
+            runtime=prepared.runtime,
         )
         session.commit()
         run_id, stored, created = run.id, 0, []

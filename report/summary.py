@@ -14,7 +14,8 @@ from db import reads
 from db.models import Run
 from models.contract import InputContract
 
-SHOWN_CLASSES = 10
+SHOWN_CLASSES = 10  # a line per class names at most this many: with more, the most telling first
+SHOWN_MISTAKES = 20  # the most confident mistakes a command lists at the end of a run
 
 
 @dataclass
@@ -43,6 +44,8 @@ def summarise_run(session: Session, run: Run) -> RunSummary:
     if counts.accuracy is not None:
         rows.append(("accuracy", f"{counts.accuracy:.2%} ({counts.correct} of {counts.labelled} labelled images)"))
         rows.append(("misclassified", str(counts.misclassified)))
+        if len(run.class_names) > SHOWN_CLASSES and counts.misclassified:
+            rows.append(("most mistakes", most_mistakes_line(session, run)))
     elif counts.ok:
         predicted = reads.predicted_classes(session, run.id)
         shown = ", ".join(f"{name}: {n}" for name, n in predicted[:SHOWN_CLASSES])
@@ -70,6 +73,7 @@ def summarise_run(session: Session, run: Run) -> RunSummary:
     if spread is not None:
         rows.append(("model calls", sampling_line(spread)))
     rows.append(("input", InputContract(tuple(run.value_range), run.preprocess, run.outputs).describe()))
+    rows.append(("runtime", runtime_line(run, reads.runtime_counts(session, run.id))))
     rows.append(("input check", check_line(run.input_check)))
     if run.skipped:
         rows.append(("skipped files", f"{len(run.skipped)} (--skip-bad; listed below)"))
@@ -79,6 +83,23 @@ def summarise_run(session: Session, run: Run) -> RunSummary:
     rows.append(("model", f"{run.model_path} ({run.model_sha256[:12]})"))
     warnings = [run.input_check["warning"]] if run.input_check and run.input_check.get("warning") else []
     return RunSummary(run, counts, rows, warnings, list(run.skipped or []))
+
+
+def most_mistakes_line(session: Session, run: Run) -> str:
+    """`cat 12, dog 9, ... (the 10 of 1000 classes with the most mistakes, ...)`."""
+    ranked = [entry for entry in reads.classes_by_mistakes(session, run.id, limit=SHOWN_CLASSES) if entry.mistakes]
+    shown = ", ".join(f"{run.class_names[entry.label]} {entry.mistakes}" for entry in ranked)
+    return (f"{shown} (the {len(ranked)} of {len(run.class_names)} classes with the most mistakes, both ways: images "
+            f"of the class put in another, and others' put in it; every class: python -m db classes --run {run.id})")
+
+
+def shown_mistakes(session: Session, summary: RunSummary) -> tuple[list[dict], str | None]:
+    """A run's SHOWN_MISTAKES most confident mistakes (reads.misclassified's rows), for a command's listing at the end
+    of a run, and the line to print under them that says how to get the rest (None when they are all listed)."""
+    rows = reads.misclassified(session, summary.run.id, limit=SHOWN_MISTAKES)
+    more = summary.counts.misclassified - len(rows)
+    return rows, (f"and {more} more, less confident: python -m db misclassified --run {summary.run.id}"
+                  if more > 0 else None)
 
 
 def sampling_line(spread: reads.SamplingSpread) -> str:
@@ -95,12 +116,32 @@ def sampling_line(spread: reads.SamplingSpread) -> str:
     return f"{calls}; samples {spread.fewest} to {spread.most} (median {spread.median:g}): {stops}"
 
 
+def runtime_line(run: Run, counts: dict[str, int]) -> str:
+    """`openvino: 2.8x keras on 64 images, max |dp| 3.2e-10 on 64 images (--runtime auto)`: what the input check's
+    worker process chose and why; where the run's explanations were computed by more than one runtime (each worker
+    process chooses for itself), how many each."""
+    choice = (run.input_check or {}).get("runtime")
+    if choice:
+        line = choice["line"].removeprefix("runtime ")
+        line += "" if "as asked" in line else f" (--runtime {run.runtime})"
+    elif run.runtime == "keras":
+        line = "keras"
+    else:
+        line = f"{run.runtime}: not chosen yet (the input check says which)"
+    if len(counts) > 1 or (counts and choice and choice["runtime"] not in counts):
+        line += "; explanations by " + ", ".join(f"{name} {count}" for name, count in counts.items())
+    return line
+
+
 def check_line(check: dict | None) -> str:
     if check is None:
         return "pending (a worker predicts a sample of the images first)"
     if check.get("accuracy") is not None:
         line = f"accuracy {check['accuracy']:.0%} on {check['labelled']} images (guessing scores {check['chance']:.0%})"
-    elif "spread" in check:
+    elif "dependence" in check:
+        line = (f"{check['images']} unlabelled images, top class {check['confidence']:.1%} on average (uniform "
+                f"{check['uniform']:.1%}), image dependence {check['dependence']:.2f}")
+    elif "spread" in check:  # a check stored before the figures that hold for any number of classes
         line = f"{check['images']} unlabelled images, probabilities vary by up to {check['spread']:.2f}"
     else:
         line = f"{check['images']} images"
@@ -123,10 +164,15 @@ def describe_settings(params: dict) -> str:
 
 def evidence_line(rates: list[EvidenceRate]) -> str:
     """`pointing 92% (ring 95% of 40, plus 88% of 40), evidence share 0.61`: how often the top superpixel lies on the
-    user's evidence, per class (the true class; the predicted one for images without), over the images that have it."""
+    user's evidence, per class (the true class; the predicted one for images without), over the images that have it.
+    With more than SHOWN_CLASSES classes, those with the lowest pointing: `pointing 80% (lowest: cat 20% of 10, ...,
+    and 990 more classes), ...`."""
     images = sum(rate.images for rate in rates)
     pointing = sum(rate.pointing * rate.images for rate in rates) / images
     share = sum(rate.evidence_share * rate.images for rate in rates) / images
-    classes = ", ".join(f"{rate.class_name} {rate.pointing:.0%} of {rate.images}" for rate in rates[:SHOWN_CLASSES])
-    more = f", and {len(rates) - SHOWN_CLASSES} more classes" if len(rates) > SHOWN_CLASSES else ""
-    return f"pointing {pointing:.0%} ({classes}{more}), evidence share {share:.2f}"
+    more = ""
+    if len(rates) > SHOWN_CLASSES:
+        more = f", and {len(rates) - SHOWN_CLASSES} more classes"
+        rates = sorted(rates, key=lambda rate: (rate.pointing, -rate.images, rate.class_name))[:SHOWN_CLASSES]
+    classes = ", ".join(f"{rate.class_name} {rate.pointing:.0%} of {rate.images}" for rate in rates)
+    return f"pointing {pointing:.0%} ({'lowest: ' if more else ''}{classes}{more}), evidence share {share:.2f}"

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import replace
 
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+
+import numpy as np
 
 from core.images import stored_pixels
 from core.settings import settings
@@ -17,7 +20,8 @@ from db.models import utcnow
 from db.session import session_factory
 from worker.celery import app
 from worker.engine import ExplainParams, explain
-from worker.input_check import check_input as check_predictions
+from worker.engine.inputs import conform_image
+from worker.input_check import CHECK_IMAGES, check_input as check_predictions
 from worker.messages import CHECK_TASK, EXPLAIN_TASK
 from worker.model_cache import classifier_for
 
@@ -56,8 +60,11 @@ def _claim_explain_save(session: Session, run_id: int, image_id: int, host: str)
         session.rollback()
         return job.status
     classifier, error = None, None
-    try:  # read before the claim writes (loading a model takes seconds)
-        classifier = classifier_for(session, job.model_sha256, preprocess=job.preprocess, outputs=job.outputs)
+    try:  # read before the claim writes (loading a model, or choosing its runtime, takes seconds)
+        classifier = classifier_for(
+            session, job.model_sha256, preprocess=job.preprocess, outputs=job.outputs, runtime=job.runtime,
+            check_images=lambda model: check_images(session, run_id, job.value_range, model),
+        )
     except OperationalError:
         raise
     except Exception as failure:  # a model the workers cannot load: every image of the run fails with the reason
@@ -72,15 +79,18 @@ def _claim_explain_save(session: Session, run_id: int, image_id: int, host: str)
     elif error is None:
         try:
             pixels = stored_pixels(job.png, job.path, job.sha256, (job.height, job.width))
+            params = ExplainParams(**job.params)
+            if params.batch_size is None:  # left to the device: the classifier's batch for it (larger on a GPU)
+                params = replace(params, batch_size=classifier.batch_size)
             result = explain(
-                pixels, classifier.predict, ExplainParams(**job.params), true_label=job.true_label,
-                input_shape=classifier.input_shape, value_range=tuple(job.value_range),
+                pixels, classifier.predict, params, true_label=job.true_label, input_shape=classifier.input_shape,
+                value_range=tuple(job.value_range),
             )
         except Exception as failure:  # the time limit, or this image's fault: store it, the run goes on
             error = failure_reason(failure)
 
     if error is None:
-        saved = jobs.save_explanation(session, job, result, host)
+        saved = jobs.save_explanation(session, job, result, host, runtime=classifier.runtime.name)
     else:
         logger.warning("run %s image %s failed: %s", run_id, image_id, error)
         saved = jobs.save_failure(session, job, error, host)
@@ -88,6 +98,22 @@ def _claim_explain_save(session: Session, run_id: int, image_id: int, host: str)
     if not saved:  # another delivery of this image finished first; its result stands
         return "duplicate"
     return "ok" if error is None else "failed"
+
+
+def check_images(session: Session, run_id: int, value_range, classifier) -> np.ndarray:
+    """The input check's images (the run's first positions) as the run feeds them: what a runtime is checked
+    against Keras on. An image that cannot be read or fed (a referenced file gone, a broken PNG) is left out: it
+    fails on its own. Ends the session's read transaction: choosing a runtime takes seconds."""
+    image_ids = jobs.images_at(session, run_id, 0, CHECK_IMAGES)
+    _, sample = jobs.input_check_sample(session, run_id, image_ids)
+    images = []
+    for image, _ in sample:
+        try:
+            images.append(conform_image(image.pixels(), classifier.input_shape, tuple(value_range)))
+        except Exception:  # whatever makes this image fail, it fails when explained, not here
+            continue
+    session.rollback()
+    return np.array(images, np.float32).reshape(-1, *classifier.input_shape)
 
 
 def failure_reason(failure: BaseException) -> str:
@@ -119,13 +145,17 @@ def check_input(run_id: int, image_ids: list[int]) -> str:
             logger.warning("input check skipped: %s", missing)
             return "missing"
         try:
-            classifier = classifier_for(session, run.model_sha256, preprocess=run.preprocess, outputs=run.outputs)
+            images, labels = [image.pixels() for image, _ in sample], [label for _, label in sample]
+            classifier = classifier_for(
+                session, run.model_sha256, preprocess=run.preprocess, outputs=run.outputs, runtime=run.runtime,
+                check_images=lambda model: check_images(session, run_id, run.value_range, model),
+            )
             session.commit()
             check = check_predictions(
-                [image.pixels() for image, _ in sample], [label for _, label in sample], classifier.predict,
-                value_range=run.value_range, input_shape=classifier.input_shape, class_names=run.class_names,
-                model_path=run.model_path,
+                images, labels, classifier.predict, value_range=run.value_range, input_shape=classifier.input_shape,
+                class_names=run.class_names, model_path=run.model_path,
             )
+            check["runtime"] = classifier.choice.as_dict()
         except OperationalError:
             raise
         except Exception as failure:  # the model cannot take these images at all: that is the finding

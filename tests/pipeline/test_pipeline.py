@@ -39,6 +39,11 @@ def test_enqueue_explains_every_image_exactly_once(stack, first):
         assert run.status == "done" and run.finished_at is not None and run.image_count == 12
         rows = session.scalars(select(Explanation).where(Explanation.run_id == run_id)).all()
         assert {row.status for row in rows} == {"ok"}
+        # auto: one choice on this machine (its processes share it), said by the input check, and every row made by it
+        choice = run.input_check["runtime"]
+        assert run.runtime == "auto" and choice["runtime"] in ("keras", "openvino") and choice["max_prob_diff"] <= 1e-5
+        assert {row.runtime for row in rows} == {choice["runtime"]}
+        assert choice["line"].removeprefix("runtime ") in result.stdout  # the summary's runtime row
         for row in rows:
             assert row.attempts == 1 and row.worker_host and row.timings["model_s"] > 0
             assert row.correct == (row.predicted_label == row.true_label)

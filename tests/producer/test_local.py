@@ -129,28 +129,38 @@ def test_ctrl_c_stops_the_workers_and_leaves_the_run_resumable(tmp_path, rectang
 
 
 def test_a_real_size_model_on_photos_of_mixed_sizes(tmp_path):
-    """MobileNetV2's shape at 224x224 on scikit-image's bundled photos (JPEG, grey and colour, several sizes)."""
+    """MobileNetV2 at 224x224 with 1000 classes on scikit-image's bundled photos (JPEG, grey and colour, several
+    sizes) in folders named by WordNet id, with its class names in a file: on the runtime auto chose, said."""
     import keras
     import skimage.data
     from PIL import Image
 
     model = tmp_path / "mobilenet.keras"
-    keras.applications.MobileNetV2(weights=None, classes=10).save(model)
-    photos = {"animal": ["chelsea", "horse"], "object": ["coffee", "rocket"], "space": ["hubble_deep_field", "moon"]}
-    for label, names in photos.items():
+    keras.applications.MobileNetV2(weights=None, classes=1000).save(model)
+    photos = {"n02123045": ["chelsea", "horse"], "n03063599": ["coffee", "rocket"], "n09999999": ["hubble_deep_field", "moon"]}
+    names = tmp_path / "LOC_synset_mapping.txt"
+    names.write_text("".join(f"{wordnet} class {i}\n" for i, wordnet in enumerate(sorted(photos) + [
+        f"n{i:08d}" for i in range(997)])))
+    for label, files in photos.items():
         (tmp_path / "photos" / label).mkdir(parents=True)
-        for name in names:
+        for name in files:
             pixels = getattr(skimage.data, name)()
             pixels = (pixels * 255).astype("uint8") if pixels.dtype == bool else pixels
             Image.fromarray(pixels).save(tmp_path / "photos" / label / f"{name}.jpg", quality=90)
     result = subprocess.run(
         [sys.executable, "-m", "producer", "local", "--folder", str(tmp_path / "photos"), "--model", str(model),
+         "--class-names-file", str(names),
          # one worker process: a second would pay TensorFlow's import and MobileNetV2's load again for 3 images
          "--resize", "--preprocess", "mobilenet_v2", "--num-samples", "30", "--workers", "1"],
         cwd=REPO, env={**local_env(tmp_path), "COLUMNS": "200"}, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr
     assert "resized 6 images to 224x224" in result.stdout
+    # auto: OpenVINO converted and checked against Keras on the input check's images, and the choice said
+    assert re.search(r"^runtime (openvino|keras): .*max \|dp\| \S+ on 6 images", result.stdout, re.M), result.stdout
+    chosen = re.search(r"^runtime (openvino|keras):", result.stdout, re.M)[1]
+    assert results(tmp_path, "SELECT DISTINCT runtime FROM explanations") == [(chosen,)]
+    assert results(tmp_path, "SELECT DISTINCT true_label FROM run_images ORDER BY 1") == [(0,), (1,), (2,)]
     assert re.search(r"run 1: 6 of 6 done, 0 failed, 0 remaining, \d+\.\d (s/img|img/s), ETA 0:00:00", result.stdout)
     assert "pixels 0..255, preprocess mobilenet_v2, outputs probabilities" in result.stdout
     assert results(tmp_path, "SELECT status, COUNT(*) FROM explanations GROUP BY status") == [("ok", 6)]
