@@ -116,14 +116,14 @@ class Classifier:
     def __post_init__(self) -> None:
         if not self.batch_size:
             self.batch_size = batch_for(self.input_shape, device_kind())
+        self._prepare = preprocess_function(self.preprocess)  # imported here, not while a graph is traced
         self.keras = self.runtime = KerasRuntime(self)
 
     def forward(self, x):
         """The graph every runtime computes: the preprocessing, the model, and the softmax (or sigmoid) of logits."""
         import tensorflow as tf
 
-        prepare = preprocess_function(self.preprocess)
-        output = self.model(prepare(x) if prepare else x, training=False)
+        output = self.model(self._prepare(x) if self._prepare else x, training=False)
         if self.logits:
             output = tf.sigmoid(output) if output.shape[-1] == 1 else tf.nn.softmax(output, axis=-1)
         return output

@@ -46,3 +46,23 @@ def standin_network(name: str, side: int = 224, classes: int = 1000, seed: int =
     for layer, momentum in zip(normalisations, momentums):
         layer.momentum = momentum
     return model, family
+
+
+# scikit-image's bundled photographs (no download), colour and grey, of several sizes
+PHOTOGRAPHS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "cat", "clock", "coins", "hubble_deep_field",
+               "immunohistochemistry", "moon", "retina", "brick", "grass", "gravel", "page")
+
+
+def photographs(count: int) -> list[tuple[str, np.ndarray]]:
+    """`count` (name, uint8 RGB pixels at their own size) of PHOTOGRAPHS, then their mirror images where more are
+    asked for."""
+    import skimage.data
+
+    found = []
+    for name in PHOTOGRAPHS:
+        pixels = getattr(skimage.data, name)()
+        found.append((name, np.repeat(pixels[..., None], 3, axis=2) if pixels.ndim == 2 else pixels[..., :3]))
+    found += [(f"{name}-mirrored", np.ascontiguousarray(pixels[:, ::-1])) for name, pixels in found]
+    if count > len(found):
+        raise ValueError(f"at most {len(found)} photographs, {count} asked for")
+    return found[:count]
