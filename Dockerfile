@@ -14,10 +14,13 @@ RUN apt-get -o Acquire::Check-Valid-Until=false update \
     && apt-get install -y --no-install-recommends pgbouncer \
     && rm -rf /var/lib/apt/lists/*
 
-# Dependencies first, from pyproject.toml alone: this layer is rebuilt only when they change.
-# The default tensorflow wheel runs on the CPU; see README for GPU workers.
+# Dependencies first, from pyproject.toml alone: this layer is rebuilt only when they change. EXTRAS names optional
+# dependencies to add: `gpu` (TensorFlow's CUDA libraries) for compose's GPU worker (docs/deploy.md).
+ARG EXTRAS=""
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+RUN EXTRAS="$EXTRAS" python -c "import os, tomllib; project = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+extras = [name for name in os.environ['EXTRAS'].split(',') if name]; \
+print('\n'.join(project['dependencies'] + [d for name in extras for d in project['optional-dependencies'][name]]))" \
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 

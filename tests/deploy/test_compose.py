@@ -29,7 +29,13 @@ def test_the_compose_file_follows_the_compose_specification():
 
 def test_only_flower_is_published_and_secrets_come_from_the_environment():
     services = compose.load()["services"]
-    assert set(services) == {"redis", "postgres", "pgbouncer", "migrate", "trainer", "worker", "flower", "producer"}
+    assert set(services) == {"redis", "postgres", "pgbouncer", "migrate", "trainer", "worker", "worker-gpu", "flower",
+                             "producer"}
+    # the GPU worker starts only when asked for (`--profile gpu`), with the GPU reserved and TensorFlow's CUDA in its image
+    gpu = compose.service("worker-gpu", {name: "x" for name in compose.secret_variables()})
+    assert gpu["profiles"] == ["gpu"] and gpu["build"]["args"] == {"EXTRAS": "gpu"}
+    assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    assert gpu["command"] == services["worker"]["command"] and gpu["environment"]["WORKER_CONCURRENCY"] == "1"
     assert [name for name, s in services.items() if "ports" in s] == ["flower"]
     redis_command = services["redis"]["command"]
     assert "--requirepass" in redis_command and redis_command[redis_command.index("--appendonly") + 1] == "yes"
