@@ -271,6 +271,70 @@ def audit_table(saved: dict) -> str:
     return table(["figure", "measured", "target"], rows) + f"\n\n{provenance(saved)}"
 
 
+REALSIZE_NAMES = {"mobilenet_v2": "MobileNetV2", "resnet50": "ResNet50", "efficientnet_b0": "EfficientNetB0"}
+
+
+def realsize_table(saved: dict) -> str:
+    """Per network: each runtime's forward passes and explanations, and producer local keras against auto."""
+    r = saved["result"]
+    rows = []
+    for name, m in r["models"].items():
+        rows.append([
+            REALSIZE_NAMES.get(name, name), f"{m['keras_ms']:.1f} / {m['openvino_ms']:.1f}",
+            f"{m['runtime_speedup']:.2f}x", f"{m['max_prob_diff']:.1e}",
+            f"{m['keras_explain_s']:.2f} / {m['openvino_explain_s']:.2f}",
+            f"{m['keras_over_limit']:.3f} / {m['openvino_over_limit']:.3f}", f"{m['top5_same']} of {m['top5_compared']}",
+            f"{m['local_keras_s_per_image']:.2f} / {m['local_auto_s_per_image']:.2f} ({m['local_images']} images)",
+            f"**{m['speedup']:.2f}x**", m["runtime_chosen"],
+        ])
+    return (f"{r['side']}x{r['side']}, 1000 classes, one thread unless said:\n\n" + table(
+        ["network", "ms per image, keras / openvino", "openvino speed", "max \\|dp\\|",
+         "explanation s, keras / openvino", "engine/limit, keras / openvino", "top-5 the same",
+         "producer local s/image (2 processes), keras / auto", "auto over keras", "auto chose"], rows)
+        + f"\n\n{provenance(saved)}")
+
+
+def realsize_targets(saved: dict) -> str:
+    r = saved["result"]
+    rows = []
+    for name, target in (("mobilenet_v2", 2.0), ("resnet50", 1.4)):
+        if f"realsize_speedup_{name}" in r:
+            value = r[f"realsize_speedup_{name}"]
+            rows.append([f"{REALSIZE_NAMES[name]}: auto over keras, end to end", f">= {target}", f"{value:.2f}",
+                         "met" if value >= target else "missed"])
+    rows += [
+        ["largest probability difference between the runtimes", "<= 1e-5", f"{r['max_prob_diff']:.1e}",
+         "met" if r["max_prob_diff"] <= 1e-5 else "missed"],
+        ["explanations with the same top-5 superpixels through both", ">= 95%", f"{r['top5_same_share']:.0%}",
+         "met" if r["top5_same_share"] >= 0.95 else "missed"],
+        ["engine / limit at 224x224, through the runtime auto chose (the largest)", "<= 1.05",
+         f"{r['engine_over_limit_224']:.3f}", "met" if r["engine_over_limit_224"] <= 1.05 else "missed"],
+    ]
+    return table(["figure", "target", "measured", ""], rows) + f"\n\n{provenance(saved)}"
+
+
+def realsize_threads(saved: dict) -> str:
+    """2 processes x 1 thread against 1 x 2, images per second of each runtime's forward passes."""
+    r = saved["result"]
+    rows = []
+    for name, m in r["models"].items():
+        for runtime in ("keras", "openvino"):
+            two, one = m[f"{runtime}_2x1_images_per_s"], m[f"{runtime}_1x2_images_per_s"]
+            rows.append([REALSIZE_NAMES.get(name, name), runtime, f"{two:.1f}", f"{one:.1f}", f"{two / one:.2f}"])
+        if "keras_2x1_onednn_off_images_per_s" in m:
+            off = m["keras_2x1_onednn_off_images_per_s"]
+            rows.append([REALSIZE_NAMES.get(name, name), "keras, oneDNN off", f"{off:.1f}", "-",
+                         f"on/off {m['keras_2x1_images_per_s'] / off:.2f}"])
+    return (table(["network", "runtime", "2 processes x 1 thread, images/s", "1 process x 2 threads, images/s",
+                   "2x1 / 1x2"], rows) + f"\n\n{provenance(saved)}")
+
+
+def realsize_choices(saved: dict) -> str:
+    """What auto said, per network, in the benchmark's producer local runs."""
+    lines = [f"- {REALSIZE_NAMES.get(name, name)}: `{m['auto_line']}`" for name, m in saved["result"]["models"].items()]
+    return "\n".join(lines) + f"\n\n{provenance(saved)}"
+
+
 def runs_table(saved: dict) -> str:
     """Recorded runs of the test suite (tests/suite_report.py, `--record-timings`): time, outcome, what ran beside."""
     rows = [[run["label"], f"`{run['arguments'] or '(everything)'}`", str(run["processes"]),
@@ -300,6 +364,8 @@ RENDERERS = {
     "peers.table": (peers_table, "peers"), "engine.table": (engine_table, "engine"),
     "pipeline.table": (pipeline_table, "pipeline"), "audit.table": (audit_table, "audit"),
     "suite.runs": (suite_runs, "suite"), "suite_inner.runs": (runs_table, "suite_inner"),
+    "realsize.table": (realsize_table, "realsize"), "realsize.targets": (realsize_targets, "realsize"),
+    "realsize.threads": (realsize_threads, "realsize"), "realsize.choices": (realsize_choices, "realsize"),
 }
 
 

@@ -9,7 +9,7 @@ one thread:
   time to predict the images the explanation predicts (its model calls and its faithfulness curves) at its best
   batch (`engine_over_limit`); whether both runtimes' explanations have the same top-5 superpixels;
 - 2 processes x 1 thread against 1 process x 2 threads: images per second of each runtime's forward passes (the
-  explanations are model-bound: engine/limit near 1);
+  explanations are model-bound: engine/limit near 1), and Keras' with TensorFlow's oneDNN kernels off;
 then `python -m producer local` on the photographs (resized, 2 worker processes), `--runtime keras` against
 `--runtime auto`, each on a fresh DATA_DIR (so auto's conversion and choice are part of its time): seconds per image
 of the run, and the speedup of auto over keras (`realsize_speedup_<model>`). The last line is one JSON object.
@@ -124,15 +124,22 @@ def forward_passes(model: str, preprocess: str, xml: str | None, threads: int, s
 
 
 def throughput(model: Path, preprocess: str, xml: Path | None, processes: int, threads: int, side: int,
-               batches: int) -> float:
-    """Images per second of `processes` processes x `threads` threads predicting at once."""
+               batches: int, environment: dict[str, str] | None = None) -> float:
+    """Images per second of `processes` processes x `threads` threads predicting at once, started with `environment`
+    added to this one's."""
     context = multiprocessing.get_context("spawn")  # TensorFlow is loaded in this process: never fork it
-    with context.Manager() as manager:
-        barrier = manager.Barrier(processes)
-        with context.Pool(processes) as pool:
-            seconds = pool.starmap(forward_passes, [
-                (str(model), preprocess, None if xml is None else str(xml), threads, side, batches, barrier)
-            ] * processes)
+    saved = dict(os.environ)
+    os.environ.update(environment or {})  # what the spawned processes start with
+    try:
+        with context.Manager() as manager:
+            barrier = manager.Barrier(processes)
+            with context.Pool(processes) as pool:
+                seconds = pool.starmap(forward_passes, [
+                    (str(model), preprocess, None if xml is None else str(xml), threads, side, batches, barrier)
+                ] * processes)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     return processes * batches * 64 / max(seconds)
 
 
@@ -196,6 +203,9 @@ def measure(name: str, sizes: dict, folder: Path, photos: np.ndarray, originals:
         for processes, threads in ((2, 1), (1, 2)):
             figures[f"{key}_{processes}x{threads}_images_per_s"] = throughput(
                 model, family, xml if key == "openvino" else None, processes, threads, side, sizes["throughput_batches"])
+    # TensorFlow's oneDNN kernels off, as TensorFlow leaves them on CPUs without AVX-512 (models.classifier turns them on)
+    figures["keras_2x1_onednn_off_images_per_s"] = throughput(
+        model, family, None, 2, 1, side, sizes["throughput_batches"], {"TF_ENABLE_ONEDNN_OPTS": "0"})
     print(f"{name} at {side}x{side}: keras {figures['keras_ms']:.1f} ms/image (batch {figures['keras_batch']}), "
           f"openvino {figures['openvino_ms']:.1f} ms/image (batch {figures['openvino_batch']}): "
           f"{figures['runtime_speedup']:.2f}x; max |dp| {figures['max_prob_diff']:.1e}, same class "
@@ -205,8 +215,8 @@ def measure(name: str, sizes: dict, folder: Path, photos: np.ndarray, originals:
               f"model calls; limit {figures[f'{key}_limit_s']:.2f} s; engine/limit {figures[f'{key}_over_limit']:.3f}; "
               f"2x1 {figures[f'{key}_2x1_images_per_s']:.1f} images/s, 1x2 {figures[f'{key}_1x2_images_per_s']:.1f} "
               f"images/s", flush=True)
-    print(f"  top-5 superpixels the same through both runtimes: {figures['top5_same']} of {figures['top5_compared']}",
-          flush=True)
+    print(f"  top-5 superpixels the same through both runtimes: {figures['top5_same']} of {figures['top5_compared']}; "
+          f"keras 2x1 with oneDNN off {figures['keras_2x1_onednn_off_images_per_s']:.1f} images/s", flush=True)
 
     images = max(2, round(sizes["local_images"] * FEWER.get(name, 1)))
     source = folder / f"photos-{name}"
