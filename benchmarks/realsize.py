@@ -5,9 +5,10 @@ MobileNetV2, ResNet50 and EfficientNetB0 from keras.applications, `weights=None`
 one thread:
 - the runtimes: Keras' and OpenVINO's ms per image at their best batch, the largest probability difference between
   them on the photographs (`max_prob_diff`);
-- an explanation at the default, through each runtime: seconds, and their ratio to the limit, the runtime's own
-  time to predict the images the explanation predicts (its model calls and its faithfulness curves) at its best
-  batch (`engine_over_limit`); whether both runtimes' explanations have the same top-5 superpixels;
+- an explanation at the default, through each runtime in batches of its best size (as a worker serves it): seconds,
+  and their ratio to the limit, the runtime's own time to predict the images the explanation predicts (its model
+  calls and its faithfulness curves) at that batch (`engine_over_limit`); whether both runtimes' explanations have
+  the same top-5 superpixels;
 - 2 processes x 1 thread against 1 process x 2 threads: images per second of each runtime's forward passes (the
   explanations are model-bound: engine/limit near 1), and Keras' with TensorFlow's oneDNN kernels off;
 then `python -m producer local` on the photographs (resized, 2 worker processes), `--runtime keras` against
@@ -35,7 +36,7 @@ import numpy as np
 from benchmarks.figures import REPO, finish, run_sizes
 from models.realsize import NETWORKS, photographs
 
-FULL = {"models": ",".join(NETWORKS), "side": 224, "explained": 4, "local_images": 12, "batch_sizes": (16, 32, 64),
+FULL = {"models": ",".join(NETWORKS), "side": 224, "explained": 4, "local_images": 24, "batch_sizes": (16, 32, 64),
         "throughput_batches": 2, "photos": 16}
 QUICK = {"models": "mobilenet_v2", "side": 96, "explained": 1, "local_images": 2, "batch_sizes": (16,),
          "throughput_batches": 1, "photos": 4}
@@ -72,13 +73,15 @@ def ms_per_image(classifier, runtime, images: np.ndarray, batch_sizes) -> tuple[
     return best
 
 
-def explanations(classifier, runtime, images: np.ndarray) -> list[tuple[float, object]]:
+def explanations(classifier, runtime, images: np.ndarray, batch: int) -> list[tuple[float, object]]:
+    """Each image explained at the default through `runtime`, in batches of `batch` (its best, as a worker's choice
+    of runtime serves it): (seconds, explanation)."""
     from dataclasses import replace
 
     from worker.engine import ExplainParams, explain
 
     served = classifier.served_by(runtime, None)
-    params = ExplainParams()
+    params = ExplainParams(batch_size=batch)
     explain(images[0], served.predict, replace(params, num_samples=16), value_range=(0.0, 255.0))  # warm up
     done = []
     for image in images:
@@ -143,13 +146,13 @@ def throughput(model: Path, preprocess: str, xml: Path | None, processes: int, t
     return processes * batches * 64 / max(seconds)
 
 
-def local_run(model: Path, preprocess: str, folder: Path, runtime: str, data_dir: Path) -> tuple[float, int, str]:
-    """`python -m producer local` on the folder with this runtime: (the run's seconds per image, images, the runtime
-    line the input check printed)."""
+def local_run(model: Path, preprocess: str, folder: Path, runtime: str, data_dir: Path) -> tuple[float, float, int, str]:
+    """`python -m producer local` on the folder with this runtime: (the run's seconds per image, the workers' mean
+    seconds per explanation, images, the runtime line the input check printed)."""
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
-    from db.models import Run
+    from db.models import Explanation, Run
     from db.reads import run_wall_seconds
     from db.session import make_engine
 
@@ -167,8 +170,9 @@ def local_run(model: Path, preprocess: str, folder: Path, runtime: str, data_dir
     with Session(engine) as session:
         run = session.scalars(select(Run)).one()
         seconds, images = run_wall_seconds(run), run.image_count
+        explaining = statistics.mean(timings["total_s"] for timings in session.scalars(select(Explanation.timings)))
     engine.dispose()
-    return seconds / images, images, said[0] if said else f"runtime {runtime}"
+    return seconds / images, explaining, images, said[0] if said else f"runtime {runtime}"
 
 
 def measure(name: str, sizes: dict, folder: Path, photos: np.ndarray, originals: list) -> dict:
@@ -189,7 +193,7 @@ def measure(name: str, sizes: dict, folder: Path, photos: np.ndarray, originals:
     done = {}
     for key, runtime in runtimes.items():
         ms, batch = ms_per_image(classifier, runtime, photos, sizes["batch_sizes"])
-        done[key] = explanations(classifier, runtime, photos[:count])
+        done[key] = explanations(classifier, runtime, photos[:count], batch)
         seconds = statistics.mean(s for s, _ in done[key])
         limit = statistics.mean(predicted_images(result) for _, result in done[key]) * ms / 1000
         figures.update({f"{key}_ms": ms, f"{key}_batch": batch, f"{key}_explain_s": seconds, f"{key}_limit_s": limit,
@@ -226,16 +230,19 @@ def measure(name: str, sizes: dict, folder: Path, photos: np.ndarray, originals:
         (source / str(i % 2)).mkdir(parents=True, exist_ok=True)  # folders named by output number: outputs 0 and 1
         Image.fromarray(pixels).save(source / str(i % 2) / f"{photo}.jpg", quality=92)
     for runtime in ("keras", "auto"):
-        per_image, figures["local_images"], said = local_run(model, family, source, runtime,
-                                                             folder / f"data-{name}-{runtime}")
+        per_image, explaining, figures["local_images"], said = local_run(model, family, source, runtime,
+                                                                         folder / f"data-{name}-{runtime}")
         figures[f"local_{runtime}_s_per_image"] = per_image
+        figures[f"local_{runtime}_explain_s"] = explaining
         if runtime == "auto":
             figures["auto_line"] = said
             figures["runtime_chosen"] = said.split(":")[0].removeprefix("runtime ")
     figures["speedup"] = figures["local_keras_s_per_image"] / figures["local_auto_s_per_image"]
     print(f"  producer local, {figures['local_images']} photographs, 2 processes: keras "
           f"{figures['local_keras_s_per_image']:.2f} s/image, auto {figures['local_auto_s_per_image']:.2f} s/image "
-          f"({figures['auto_line']}): auto/keras speedup {figures['speedup']:.2f}", flush=True)
+          f"({figures['auto_line']}): auto/keras speedup {figures['speedup']:.2f}; an explanation in the workers "
+          f"{figures['local_keras_explain_s']:.2f} s against {figures['local_auto_explain_s']:.2f} s "
+          f"({figures['local_keras_explain_s'] / figures['local_auto_explain_s']:.2f}x)", flush=True)
     return figures
 
 
@@ -246,7 +253,7 @@ def main() -> None:
     parser.add_argument("--explained", type=int, default=None, help="photographs explained per runtime in-process "
                         "(default 4, half for ResNet50; --quick: 1)")
     parser.add_argument("--local-images", type=int, default=None, help="photographs of the producer local runs "
-                        "(default 12, half for ResNet50; --quick: 2)")
+                        "(default 24, half for ResNet50; --quick: 2)")
     parser.add_argument("--quick", action="store_true", help="MobileNetV2 at 96x96, 1 explanation, 2 images end to end.")
     parser.add_argument("--save", action="store_true", help="Keep the figures in docs/figures/realsize.json (the docs).")
     args = parser.parse_args()

@@ -48,9 +48,9 @@ def standin_network(name: str, side: int = 224, classes: int = 1000, seed: int =
     return model, family
 
 
-# scikit-image's bundled photographs (no download), colour and grey, of several sizes
-PHOTOGRAPHS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "cat", "clock", "coins", "hubble_deep_field",
-               "immunohistochemistry", "moon", "retina", "brick", "grass", "gravel", "page")
+# scikit-image's bundled photographs (no download), colour and grey, of several sizes (not `cat`: it is `chelsea`)
+PHOTOGRAPHS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "clock", "coins", "hubble_deep_field",
+               "immunohistochemistry", "moon", "retina", "text", "brick", "grass", "gravel", "page")
 
 
 def photographs(count: int) -> list[tuple[str, np.ndarray]]:

@@ -21,11 +21,12 @@ import shutil
 import socket
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from models.batching import MIN_BATCH, batch_buckets
 from models.classifier import Classifier
 from models.contract import RUNTIMES
 EXACT_WITHIN = 1e-5  # the largest probability difference to Keras that still counts as the same model
@@ -46,8 +47,9 @@ class RuntimeChoice:
     runtime: str
     line: str
     max_prob_diff: float | None = None
-    speedup: float | None = None  # Keras' seconds over OpenVINO's on one batch
+    speedup: float | None = None  # Keras' seconds per image over OpenVINO's, each at its best batch
     images: int = 0  # the images the conversion was checked on
+    batch_size: int | None = None  # the chosen runtime's best batch, where it was timed
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -179,8 +181,8 @@ def choose_runtime(
         if kept.exists():
             choice = RuntimeChoice(**json.loads(kept.read_text()))
             if choice.runtime == "keras":
-                return classifier.served_by(classifier.keras, choice)
-            return classifier.served_by(OpenVinoRuntime(convert_to_openvino(classifier, cache_dir), threads), choice)
+                return serve(classifier, classifier.keras, choice)
+            return serve(classifier, OpenVinoRuntime(convert_to_openvino(classifier, cache_dir), threads), choice)
         served = measure_choice(classifier, requested, np.asarray(images, np.float32), cache_dir, threads)
         partial = kept.with_name(f"{kept.name}.{os.getpid()}.partial")
         partial.write_text(json.dumps(served.choice.as_dict()) + "\n")
@@ -189,9 +191,11 @@ def choose_runtime(
 
 
 def measure_choice(classifier: Classifier, requested: str, images: np.ndarray, cache_dir: Path, threads: int) -> Classifier:
-    """OpenVINO converted (or found converted), its probabilities compared with Keras' on every image, and, for
-    `auto`, both timed on one batch (`speedup`); `decide` makes the choice from the figures. A conversion that fails
-    or a runtime that cannot compile leaves the model on Keras, the line saying why."""
+    """OpenVINO converted (or found converted) and its probabilities compared with Keras' on every image; where it
+    is exact, the runtimes in question timed at the engine's batch sizes (`best_batches`): both under `auto`,
+    OpenVINO alone when asked for. `decide` makes the choice from the figures, and the chosen runtime serves at its
+    best batch. A conversion that fails or a runtime that cannot compile leaves the model on Keras, the line saying
+    why."""
 
     def on_keras(line: str) -> Classifier:
         return classifier.served_by(classifier.keras, RuntimeChoice(requested, "keras", line))
@@ -208,59 +212,80 @@ def measure_choice(classifier: Classifier, requested: str, images: np.ndarray, c
     reference, converted = classifier.predict(images, classifier.keras), classifier.predict(images, openvino)
     comparison = Comparison(len(images), float(np.abs(reference - converted).max()),
                             int((reference.argmax(axis=1) != converted.argmax(axis=1)).sum()))
-    if requested == "auto" and comparison.exact:
-        comparison.speedup, comparison.timed_on = speedup(classifier, openvino, images), classifier.batch_size
+    if comparison.exact:
+        timed = [classifier.keras, openvino] if requested == "auto" else [openvino]
+        comparison.batches = best_batches(classifier, timed, images)
     choice = decide(requested, comparison)
-    return classifier.served_by(openvino if choice.runtime == "openvino" else classifier.keras, choice)
+    return serve(classifier, openvino if choice.runtime == "openvino" else classifier.keras, choice)
 
 
-def speedup(classifier: Classifier, openvino: OpenVinoRuntime, images: np.ndarray) -> float:
-    """Keras' seconds over OpenVINO's on one batch of the engine's size made from `images`: each runtime warmed up on
-    that shape first (unless the comparison just fed it), then timed in turn, once more where they are close, the
-    best of each counted. Warming matters for small models, where a new shape costs more than a batch."""
-    batch = np.resize(images, (classifier.batch_size, *images.shape[1:]))
-    if len(images) != len(batch):
-        classifier.predict(batch, classifier.keras), classifier.predict(batch, openvino)
-    keras_s = openvino_s = float("inf")
-    for round in range(2):
-        if round and not 1 / CLOSE_RATIO < keras_s / openvino_s < CLOSE_RATIO:
-            break
-        keras_s = min(keras_s, seconds(classifier, classifier.keras, batch))
-        openvino_s = min(openvino_s, seconds(classifier, openvino, batch))
-    return keras_s / openvino_s
+def serve(classifier: Classifier, runtime, choice: RuntimeChoice) -> Classifier:
+    """The classifier served by `runtime`, in batches of the size the choice found best (where it timed one)."""
+    served = classifier.served_by(runtime, choice)
+    served.batch_size = choice.batch_size or classifier.batch_size
+    return served
+
+
+def best_batches(classifier: Classifier, runtimes: list, images: np.ndarray) -> dict[str, tuple[int, float]]:
+    """Each runtime's best batch of the engine's sizes (powers of two from MIN_BATCH up to the classifier's batch,
+    made from `images`) and its seconds per image there. Every size is warmed first (a new shape costs more than a
+    batch on a small model), unless the comparison just fed it; the runtimes are timed in turn, and once more at
+    their best where they are close."""
+    sizes = [size for size in batch_buckets(classifier.batch_size) if size >= MIN_BATCH]
+    batches = {size: np.resize(images, (size, *images.shape[1:])) for size in sizes}
+    for size, batch in batches.items():
+        for runtime in runtimes if size != len(images) else ():
+            classifier.predict(batch, runtime)
+    timings = {(runtime.name, size): seconds(classifier, runtime, batch) / size
+               for size, batch in batches.items() for runtime in runtimes}
+    best = {runtime.name: min(((size, timings[runtime.name, size]) for size in sizes), key=lambda found: found[1])
+            for runtime in runtimes}
+    if len(best) == 2 and 1 / CLOSE_RATIO < best["keras"][1] / best["openvino"][1] < CLOSE_RATIO:
+        for runtime in runtimes:
+            size, per_image = best[runtime.name]
+            best[runtime.name] = (size, min(per_image, seconds(classifier, runtime, batches[size]) / size))
+    return best
 
 
 @dataclass
 class Comparison:
     """OpenVINO against Keras on the same images: the largest probability difference, the images whose predicted
-    class differs, and (for auto) Keras' seconds over OpenVINO's on a batch of `timed_on` images."""
+    class differs, and the runtimes timed: each one's best batch and seconds per image there."""
 
     images: int
     max_prob_diff: float
     differing: int
-    speedup: float | None = None
-    timed_on: int = 0
+    batches: dict[str, tuple[int, float]] = field(default_factory=dict)
 
     @property
     def exact(self) -> bool:
         return self.max_prob_diff <= EXACT_WITHIN and not self.differing
 
+    @property
+    def speedup(self) -> float | None:
+        """Keras' seconds per image over OpenVINO's, each at its best batch (where both were timed)."""
+        if "keras" not in self.batches or "openvino" not in self.batches:
+            return None
+        return self.batches["keras"][1] / self.batches["openvino"][1]
+
 
 def decide(requested: str, comparison: Comparison) -> RuntimeChoice:
     """OpenVINO where it is exact and asked for, or exact and faster under auto; else Keras. The line says which and
-    why: `runtime openvino: 2.8x keras on 64 images, max |dp| 3.2e-10 on 64 images`."""
+    why: `runtime openvino: 2.8x keras, max |dp| 3.2e-10 on 64 images; batches of 16`."""
     checked = f"max |dp| {comparison.max_prob_diff:.1e} on {comparison.images} images"
-    figures = dict(max_prob_diff=comparison.max_prob_diff, speedup=comparison.speedup, images=comparison.images)
+    speedup = comparison.speedup
+    figures = dict(max_prob_diff=comparison.max_prob_diff, speedup=speedup, images=comparison.images)
+
+    def chosen(runtime: str, line: str) -> RuntimeChoice:
+        batch = comparison.batches.get(runtime, (None,))[0]
+        return RuntimeChoice(requested, runtime, line + (f"; batches of {batch}" if batch else ""), batch_size=batch,
+                             **figures)
+
     if not comparison.exact:
         classes = f", {comparison.differing} predicted classes differ" if comparison.differing else ""
-        return RuntimeChoice(requested, "keras", f"runtime keras: OpenVINO is not exact ({checked}{classes}; "
-                             f"{EXACT_WITHIN:g} allowed)", **figures)
+        return chosen("keras", f"runtime keras: OpenVINO is not exact ({checked}{classes}; {EXACT_WITHIN:g} allowed)")
     if requested == "openvino":
-        return RuntimeChoice(requested, "openvino", f"runtime openvino: as asked (--runtime openvino), {checked}",
-                             **figures)
-    timing = f"on {comparison.timed_on} images"
-    if comparison.speedup > 1:
-        return RuntimeChoice(requested, "openvino", f"runtime openvino: {comparison.speedup:.1f}x keras {timing}, "
-                             f"{checked}", **figures)
-    return RuntimeChoice(requested, "keras", f"runtime keras: {1 / comparison.speedup:.1f}x openvino {timing} "
-                         f"(OpenVINO exact: {checked})", **figures)
+        return chosen("openvino", f"runtime openvino: as asked (--runtime openvino), {checked}")
+    if speedup > 1:
+        return chosen("openvino", f"runtime openvino: {speedup:.1f}x keras, {checked}")
+    return chosen("keras", f"runtime keras: {1 / speedup:.1f}x openvino (OpenVINO exact: {checked})")
