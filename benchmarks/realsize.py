@@ -6,9 +6,9 @@ one thread:
 - the runtimes: Keras' and OpenVINO's ms per image at their best batch, the largest probability difference between
   them on the photographs (`max_prob_diff`);
 - an explanation at the default, through each runtime in batches of its best size (as a worker serves it): seconds,
-  and their ratio to the limit, the runtime's own time to predict the images the explanation predicts (its model
-  calls and its faithfulness curves) at that batch (`engine_over_limit`); whether both runtimes' explanations have
-  the same top-5 superpixels;
+  and their ratio to the limit, the runtime's own time to predict as many images as the explanation predicts (its
+  model calls and its faithfulness curves) in the same batches, timed right after each explanation
+  (`engine_over_limit`); whether both runtimes' explanations have the same top-5 superpixels;
 - 2 processes x 1 thread against 1 process x 2 threads: images per second of each runtime's forward passes (the
   explanations are model-bound: engine/limit near 1), and Keras' with TensorFlow's oneDNN kernels off;
 then `python -m producer local` on the photographs (resized, 2 worker processes), `--runtime keras` against
@@ -73,9 +73,11 @@ def ms_per_image(classifier, runtime, images: np.ndarray, batch_sizes) -> tuple[
     return best
 
 
-def explanations(classifier, runtime, images: np.ndarray, batch: int) -> list[tuple[float, object]]:
+def explanations(classifier, runtime, images: np.ndarray, batch: int) -> list[tuple[float, float, object]]:
     """Each image explained at the default through `runtime`, in batches of `batch` (its best, as a worker's choice
-    of runtime serves it): (seconds, explanation)."""
+    of runtime serves it), and right after it its limit: the runtime's own time for as many images (those the
+    explanation predicted) in batches of `batch`, so that the two are timed side by side whatever the machine's
+    drift: (seconds, limit seconds, explanation)."""
     from dataclasses import replace
 
     from worker.engine import ExplainParams, explain
@@ -87,7 +89,12 @@ def explanations(classifier, runtime, images: np.ndarray, batch: int) -> list[tu
     for image in images:
         started = time.perf_counter()
         result = explain(image, served.predict, params, value_range=(0.0, 255.0))
-        done.append((time.perf_counter() - started, result))
+        seconds = time.perf_counter() - started
+        same_work = np.resize(image, (predicted_images(result), *image.shape))
+        started = time.perf_counter()
+        for start in range(0, len(same_work), batch):
+            runtime.outputs(same_work[start : start + batch])
+        done.append((seconds, time.perf_counter() - started, result))
     return done
 
 
@@ -194,13 +201,15 @@ def measure(name: str, sizes: dict, folder: Path, photos: np.ndarray, originals:
     for key, runtime in runtimes.items():
         ms, batch = ms_per_image(classifier, runtime, photos, sizes["batch_sizes"])
         done[key] = explanations(classifier, runtime, photos[:count], batch)
-        seconds = statistics.mean(s for s, _ in done[key])
-        limit = statistics.mean(predicted_images(result) for _, result in done[key]) * ms / 1000
-        figures.update({f"{key}_ms": ms, f"{key}_batch": batch, f"{key}_explain_s": seconds, f"{key}_limit_s": limit,
-                        f"{key}_over_limit": seconds / limit,
-                        f"{key}_model_calls": statistics.mean(r.sampling.model_calls for _, r in done[key])})
+        figures.update({
+            f"{key}_ms": ms, f"{key}_batch": batch,
+            f"{key}_explain_s": statistics.mean(seconds for seconds, _, _ in done[key]),
+            f"{key}_limit_s": statistics.mean(limit for _, limit, _ in done[key]),
+            f"{key}_over_limit": statistics.mean(seconds / limit for seconds, limit, _ in done[key]),
+            f"{key}_model_calls": statistics.mean(result.sampling.model_calls for _, _, result in done[key]),
+        })
     pairs = list(zip(done["keras"], done["openvino"]))
-    figures["top5_same"] = sum(top_superpixels(a) == top_superpixels(b) for (_, a), (_, b) in pairs)
+    figures["top5_same"] = sum(top_superpixels(a) == top_superpixels(b) for (_, _, a), (_, _, b) in pairs)
     figures["top5_compared"] = len(pairs)
     figures["runtime_speedup"] = figures["keras_ms"] / figures["openvino_ms"]
     for key in runtimes:

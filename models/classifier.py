@@ -135,9 +135,9 @@ class Classifier:
         return served
 
     def warm_up(self) -> None:
-        """Touch every batch size the runtime will be fed once, before the first real image."""
-        for size in batch_buckets(self.batch_size):
-            self.runtime.outputs(np.zeros((size, *self.input_shape), np.float32))
+        """Feed the runtime one batch of the size most calls take, before the first real image (the others are made
+        as they come: warming every size would cost a big model more than it saves)."""
+        self.runtime.outputs(np.zeros((self.batch_size, *self.input_shape), np.float32))
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

@@ -3,9 +3,11 @@ downloading a weight: for the benchmarks and tests of runtimes, input checks and
 
 `weights=None` alone gives a network whose outputs hardly depend on the image (every photograph gets the same
 class), which says nothing about how explanations or runtimes behave. So the BatchNormalization layers get seeded
-random scales and offsets, and the statistics training would have left in them: their moving mean and variance are
-measured on seeded random smooth images. The network then maps different images to different, confident outputs.
-It is still untrained: its classes mean nothing.
+random scales and offsets, and the statistics training on photographs would have left in them: their moving mean and
+variance are measured on scikit-image's photographs (statistics of random noise leave a photograph's activations, and
+logits, in the thousands, where float32's rounding alone moves a probability by 1e-2). Its classifier is scaled so
+that its logits spread as a trained network's do (a standard deviation of LOGIT_SPREAD on those photographs). The
+network then maps different images to different outputs. It is still untrained: its classes mean nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ NETWORKS = {
     "efficientnet_b0": ("EfficientNetB0", "efficientnet"),
 }
 CALIBRATION_IMAGES = 32
+LOGIT_SPREAD = 4.0
 
 
 def standin_network(name: str, side: int = 224, classes: int = 1000, seed: int = 0):
@@ -27,7 +30,6 @@ def standin_network(name: str, side: int = 224, classes: int = 1000, seed: int =
     import keras
 
     from models.classifier import preprocess_function
-    from models.datasets import smooth_colour_images
 
     constructor, family = NETWORKS[name]
     keras.utils.set_random_seed(seed)  # the convolution and dense weights
@@ -41,10 +43,15 @@ def standin_network(name: str, side: int = 224, classes: int = 1000, seed: int =
         layer.set_weights([rng.uniform(0.5, 1.5, shape).astype(np.float32), rng.normal(0, 0.5, shape).astype(np.float32),
                            *weights[2:]])
         layer.momentum = 0.0  # the next training-mode pass sets the moving statistics to its own
-    images = smooth_colour_images(CALIBRATION_IMAGES, side, rng) * 255
-    model(preprocess_function(family)(images), training=True)
+    images = preprocess_function(family)(calibration_images(side))
+    model(images, training=True)
     for layer, momentum in zip(normalisations, momentums):
         layer.momentum = momentum
+    classifier = model.layers[-1]  # keras.applications' `predictions`: Dense with a softmax
+    features = np.asarray(keras.Model(model.inputs[0], classifier.input)(images, training=False))
+    kernel, bias = classifier.get_weights()
+    scale = LOGIT_SPREAD / float((features @ kernel + bias).std())
+    classifier.set_weights([kernel * scale, bias * scale])
     return model, family
 
 
@@ -66,3 +73,11 @@ def photographs(count: int) -> list[tuple[str, np.ndarray]]:
     if count > len(found):
         raise ValueError(f"at most {len(found)} photographs, {count} asked for")
     return found[:count]
+
+
+def calibration_images(side: int) -> np.ndarray:
+    """The photographs and their mirror images at side x side, RGB 0..255: what the stand-ins' statistics are
+    measured on."""
+    from core.images import resize
+
+    return np.stack([resize(pixels, side, side) for _, pixels in photographs(CALIBRATION_IMAGES)]).astype(np.float32)

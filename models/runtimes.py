@@ -4,7 +4,8 @@ Keras/TensorFlow is the reference. OpenVINO computes the same graph (the model w
 preprocessing and its softmax, as models.classifier.Classifier.forward builds it), converted once per model file and
 contract and kept on disk, at f32 (its CPU plugin would compute in bf16 on CPUs that have it, unless told). A
 converted model is used only where it reproduces Keras on the run's own images (every probability within
-EXACT_WITHIN, the same predicted class for each image); `auto` then takes the faster of the two, timed on one batch.
+EXACT_WITHIN, the same predicted class for each image); `auto` then takes the faster of the two, each timed at the
+engine's batch sizes, and serves it at its best batch.
 A conversion that fails, or is not exact, leaves the model on Keras with a line saying why: never a wrong prediction,
 never a failed run.
 
@@ -29,6 +30,7 @@ import numpy as np
 from models.batching import MIN_BATCH, batch_buckets
 from models.classifier import Classifier
 from models.contract import RUNTIMES
+
 EXACT_WITHIN = 1e-5  # the largest probability difference to Keras that still counts as the same model
 CLOSE_RATIO = 1.25  # timings nearer than this are taken again, and the best of both counted
 # Bump when what is converted changes (the graph, the export path, the save options): old conversions are not reused.
@@ -227,11 +229,11 @@ def serve(classifier: Classifier, runtime, choice: RuntimeChoice) -> Classifier:
 
 
 def best_batches(classifier: Classifier, runtimes: list, images: np.ndarray) -> dict[str, tuple[int, float]]:
-    """Each runtime's best batch of the engine's sizes (powers of two from MIN_BATCH up to the classifier's batch,
+    """Each runtime's best batch of the engine's sizes (the powers of two from MIN_BATCH up to the classifier's batch,
     made from `images`) and its seconds per image there. Every size is warmed first (a new shape costs more than a
     batch on a small model), unless the comparison just fed it; the runtimes are timed in turn, and once more at
     their best where they are close."""
-    sizes = [size for size in batch_buckets(classifier.batch_size) if size >= MIN_BATCH]
+    sizes = [size for size in batch_buckets(classifier.batch_size) if size >= MIN_BATCH and not size & (size - 1)]
     batches = {size: np.resize(images, (size, *images.shape[1:])) for size in sizes}
     for size, batch in batches.items():
         for runtime in runtimes if size != len(images) else ():

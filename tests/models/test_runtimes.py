@@ -55,10 +55,10 @@ def test_a_keras_applications_network_converts_with_its_preprocessing(tmp_path):
     assert len(set(served.predict(images).argmax(axis=1))) > 1  # the stand-in tells images apart
 
 
-def a_model_openvino_cannot_convert(path: Path) -> Path:
+def a_model_openvino_cannot_convert(path: Path, side: int = 8) -> Path:
     """Keras' own preprocessing layers, safe to load, whose counting op (DenseBincount) OpenVINO has no rule for."""
     keras.Sequential([
-        keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Discretization(bin_boundaries=[0.5]),
+        keras.Input((side, side, 3)), keras.layers.Flatten(), keras.layers.Discretization(bin_boundaries=[0.5]),
         keras.layers.CategoryEncoding(num_tokens=2, output_mode="count"), keras.layers.Dense(2, activation="softmax"),
     ]).save(path)
     return path

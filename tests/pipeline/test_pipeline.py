@@ -269,3 +269,25 @@ def test_auto_samples_are_recorded_per_image_and_their_spread_shown(stack, tmp_p
     assert spread in report.read_text()
     bad = stack.enqueue("--dataset", "rectangles", "--num-samples", "many", check=False)
     assert bad.returncode == 2 and "--num-samples must be a whole number or auto, got 'many'" in bad.stderr
+
+
+@on_backend("sqlite")
+def test_a_model_openvino_cannot_convert_runs_whole_on_keras_saying_why(stack, tmp_path):
+    """--runtime openvino asked for a model whose op OpenVINO has no rule for: the run is not lost, it runs on Keras,
+    and the input check, the rows and the summary say why."""
+    from tests.models.test_runtimes import a_model_openvino_cannot_convert
+
+    model = a_model_openvino_cannot_convert(tmp_path / "counts.keras", side=32)
+    npz = tmp_path / "four.npz"
+    np.savez(npz, X=np.random.default_rng(0).random((4, 32, 32, 3)).astype(np.float32), y=np.array([0, 1, 0, 1]))
+    result = stack.cli("producer", "enqueue", "--npz", str(npz), "--model", str(model), "--runtime", "openvino",
+                       "--num-samples", "64", "--name", "unconvertible", "--wait")
+    run_id = run_id_of(result.stdout)
+    with stack.session() as session:
+        run = session.get(Run, run_id)
+        rows = session.scalars(select(Explanation).where(Explanation.run_id == run_id)).all()
+        assert run.runtime == "openvino" and run.status == "done"
+        line = run.input_check["runtime"]["line"]
+        assert line.startswith("runtime keras: the OpenVINO conversion failed") and "DenseBincount" in line
+        assert {(row.status, row.runtime) for row in rows} == {("ok", "keras")}
+    assert "keras: the OpenVINO conversion failed" in flat(result.stdout)
