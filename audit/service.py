@@ -28,6 +28,9 @@ MEAN_IMAGE_SIDE = 96  # pixels: the mean pictures are for the eye, small
 MAX_GRID_CLASSES = 12  # the confusion grid shows every cell up to this many classes; beyond, the largest cells
 LARGEST_CELLS = 40
 SUSPECT_MARGIN = 0.25  # a group whose error rate is this far above its class's is a suspected shortcut
+# A run of more classes than this is shown the most mistakes first: the report's confusion matrix and class maps show
+# this many classes, and the strategy groups that are not suspected are ranked by their errors.
+MANY_CLASSES = 30
 SUSPECT_MIN_ERRORS = 3
 SHOWN_TYPICAL = 5
 
@@ -266,7 +269,11 @@ def _write_strategies(session: Session, run: Run, classes: dict[int, _Class], gr
                 continue
             key = (row.predicted_label, groups_of[row.image_id])
             sums[key] = sums.get(key, 0) + stack[0]
-    stats.sort(key=lambda s: (not s["suspected"], -s["excess"] if s["suspected"] else 0, s["label"], s["strategy"]))
+    # Suspected shortcuts first, the largest excess of errors first; then, on a run of many classes, the groups with the
+    # most errors (a thousand classes in their numbers' order would put class 0 first), else the classes in order.
+    many = len(run.class_names) > MANY_CLASSES
+    stats.sort(key=lambda s: (not s["suspected"], -s["excess"] if s["suspected"] else -s["errors"] if many else 0,
+                              s["label"], s["strategy"]))
     for rank, group in enumerate(stats):
         mean_map = sums[(group["label"], group["strategy"])] / group["size"]
         group.pop("excess")
@@ -304,7 +311,8 @@ class GroupView:
 
 
 def group_views(session: Session, run: Run, *, limit: int | None = None, typical: int = SHOWN_TYPICAL) -> list[GroupView]:
-    """The run's strategy groups in rank order (suspected shortcuts first), each with its most typical members."""
+    """The run's strategy groups in rank order (suspected shortcuts first; then, on a run of more than MANY_CLASSES
+    classes, the most errors first), each with its most typical members."""
     query = select(StrategyGroup).where(StrategyGroup.run_id == run.id).order_by(StrategyGroup.rank)
     views = []
     for group in session.scalars(query.limit(limit) if limit else query):

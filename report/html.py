@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from audit.compare import ClassComparison, compare_runs
 from core.images import ReferenceFileError
-from audit.service import LARGEST_CELLS, MAX_GRID_CLASSES, evidence_rates, group_count, group_views
+from audit.service import LARGEST_CELLS, MANY_CLASSES, MAX_GRID_CLASSES, evidence_rates, group_count, group_views
 from db import reads
 from db.models import ClassMap, Explanation, Run, decode_segments
 from report import pictures
@@ -33,7 +33,7 @@ from report.summary import RunSummary, summarise_run
 SHOWN_GROUPS = 40
 # a section per class shows every class up to this many; beyond, this many, the most telling first (the most
 # mistakes; the lowest pointing; the maps least alike between two runs), and says where the rest are
-PAGE_CLASSES = 30
+PAGE_CLASSES = MANY_CLASSES
 SHOWN_EXAMPLES = 12  # images right for the wrong reasons
 GALLERY_PER_CELL = 6
 TOP_WEIGHTS = 5

@@ -1,7 +1,8 @@
 """A run of many classes (stored as a worker stores it, no model: benchmarks.audit's synthetic run), on both
 databases: the report's and the summary's per-class parts show a stated number of classes, those with the most
 mistakes first, and say where the rest are; the queries and commands they name give the rest. The report's sections
-per class are written alone: its gallery and strategies, bounded whatever the classes, are the pipeline tests'."""
+per class are written alone (its gallery, bounded whatever the classes, is the pipeline tests'), and the strategy
+groups' order."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from itertools import chain
 
 from sqlalchemy import select, text
 
-from audit.service import EvidenceRate, ensure_audit
+from audit.service import EvidenceRate, ensure_audit, group_views
 from benchmarks.audit import store_synthetic_run
 from db.models import Explanation
 from report.html import PAGE_CLASSES, comparison_section, confusion_section, evidence_section, looks_section
@@ -101,6 +102,13 @@ def test_the_report_of_many_classes_shows_the_most_mistaken_and_where_the_rest_a
                               .group(1))) == PAGE_CLASSES
         note = re.search(r'<p class="note" id="compared-note">(.*?)</p>', page).group(1)
         assert f"python -m db compare {run.id} {run.id} --by-class" in code(note)
+
+        # the strategy groups: suspected shortcuts first, then the groups with the most errors, not class 0's first
+        groups = group_views(session, run, limit=100, typical=0)
+        suspected = [group.suspected for group in groups]
+        assert suspected == sorted(suspected, reverse=True)
+        rest = [group.errors for group in groups if not group.suspected]
+        assert rest == sorted(rest, reverse=True) and rest[0] > rest[-1]
 
         # the summary names the classes with the most mistakes, and the command that lists every class
         summary = dict(summarise_run(session, run).rows)
