@@ -82,6 +82,17 @@ BENCHMARKS = {
         ("pointing", "stability", "convergence", "model_calls", "second_pointing", "fixed_model_calls",
          "auto_model_calls", "article_pointing", "digits_default_stability"),
     ),
+    "realsize": (
+        (),
+        (),
+        (rf"^mobilenet_v2 at 96x96: keras {NUMBER} ms/image \(batch \d+\), openvino {NUMBER} ms/image \(batch \d+\): "
+         rf"{NUMBER}x; max \|dp\| {NUMBER}",
+         rf"^  explanation through openvino: {NUMBER} s, 513 model calls; limit {NUMBER} s; engine/limit {NUMBER}; "
+         rf"2x1 {NUMBER} images/s, 1x2 {NUMBER} images/s$",
+         rf"^  producer local, 2 photographs, 2 processes: keras {NUMBER} s/image, auto {NUMBER} s/image "
+         rf"\(runtime (openvino|keras): "),
+        ("realsize_speedup_mobilenet_v2", "runtime_chosen", "max_prob_diff", "top5_same_share", "engine_over_limit_224"),
+    ),
     "scale": (
         (),
         ("rectangles",),
