@@ -24,9 +24,10 @@ CALIBRATION_IMAGES = 32
 LOGIT_SPREAD = 4.0
 
 
-def standin_network(name: str, side: int = 224, classes: int = 1000, seed: int = 0):
+def standin_network(name: str, side: int = 224, classes: int = 1000, seed: int = 0, logit_spread: float = LOGIT_SPREAD):
     """(an untrained keras.applications network `name` at side x side with seeded BatchNormalization, its
-    preprocessing family). Takes RGB pixels in 0..255 through that family's preprocess_input."""
+    preprocessing family). Takes RGB pixels in 0..255 through that family's preprocess_input. A smaller
+    `logit_spread` makes its outputs less confident, and float32's rounding move them less."""
     import keras
 
     from models.classifier import preprocess_function
@@ -50,7 +51,7 @@ def standin_network(name: str, side: int = 224, classes: int = 1000, seed: int =
     classifier = model.layers[-1]  # keras.applications' `predictions`: Dense with a softmax
     features = np.asarray(keras.Model(model.inputs[0], classifier.input)(images, training=False))
     kernel, bias = classifier.get_weights()
-    scale = LOGIT_SPREAD / float((features @ kernel + bias).std())
+    scale = logit_spread / float((features @ kernel + bias).std())
     classifier.set_weights([kernel * scale, bias * scale])
     return model, family
 

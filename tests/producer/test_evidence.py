@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import invoke
-from tests.producer.test_enqueue_errors import env, stored_rows  # noqa: F401  (the fixture)
+from tests.producer.conftest import stored_rows
 
 
 @pytest.fixture
