@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, aliased
 
 from audit import maps as relevance
 from audit.service import CHUNK
+from db.formats import decode_maps
 from db.models import Explanation, Run
 
 TOP_SHARE = 0.1  # a map's top region: its highest tenth of cells (and every cell tied with the last of them)
@@ -92,8 +93,8 @@ def compare_runs(session: Session, run_a: Run, run_b: Run, on_image=None) -> lis
             label = true if true is not None else predicted_a if predicted_a == predicted_b else None
             if label is None:
                 continue
-            map_a = label_map(relevance.decode_maps(blob_a), predicted_a, true, label)
-            map_b = label_map(relevance.decode_maps(blob_b), predicted_b, true, label)
+            map_a = label_map(decode_maps(blob_a), predicted_a, true, label)
+            map_b = label_map(decode_maps(blob_b), predicted_b, true, label)
             if map_a is None or map_b is None:
                 continue
             grid = grid or map_a.shape

@@ -8,6 +8,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from db.formats import decode_mask, encode_maps
+
 GRID = 32  # cells per side of a run's maps (the images' own size when smaller)
 FEATURE_GRID = 16  # cells per side of the maps the strategies are grouped on
 NEGLIGIBLE = 1e-9  # weights no larger than this are round-off (a model blind to the image), not a map to scale up
@@ -52,23 +54,6 @@ def explanation_maps(segments: np.ndarray, weights: dict[int, np.ndarray], predi
     grid = grid_for(segments.shape)
     labels = [predicted] + ([true] if true is not None and true != predicted and true in weights else [])
     return np.stack([relevance_map(segments, weights[label], grid) for label in labels])
-
-
-def encode_maps(maps: np.ndarray) -> bytes:
-    """Maps as stored: their shape (three uint16: layers, height, width; a single map has no layer count of its own
-    and is stored as one layer with a zero flag) then float16 values (enough for a picture and a mean). Read back in
-    microseconds, which matters at a hundred thousand rows."""
-    maps = np.asarray(maps, dtype=np.float16)
-    single = maps.ndim == 2
-    stack = maps[None] if single else maps
-    return np.array([stack.shape[0], *stack.shape[1:], int(single)], dtype=np.uint16).tobytes() + stack.tobytes()
-
-
-def decode_maps(blob: bytes) -> np.ndarray:
-    """(layers, height, width), or (height, width) for a single map, as float32."""
-    layers, height, width, single = np.frombuffer(blob, dtype=np.uint16, count=4)
-    values = np.frombuffer(blob, dtype=np.float16, offset=8).astype(np.float32)
-    return values.reshape(height, width) if single else values.reshape(layers, height, width)
 
 
 def features(maps: np.ndarray) -> np.ndarray:
@@ -123,22 +108,11 @@ def evidence_figures(segments: np.ndarray, weights: np.ndarray, evidence: np.nda
     return bool(2 * on_evidence[top] >= area[top]), float(positive @ on_evidence) / total if total > 0 else 0.0
 
 
-def encode_mask(mask: np.ndarray) -> bytes:
-    """An evidence mask as stored: its shape and its pixels as packed bits."""
-    mask = np.asarray(mask, dtype=bool)
-    return np.array(mask.shape, dtype=np.uint32).tobytes() + np.packbits(mask).tobytes()
-
-
-def decode_mask(blob: bytes) -> np.ndarray:
-    height, width = np.frombuffer(blob[:8], dtype=np.uint32)
-    return np.unpackbits(np.frombuffer(blob[8:], dtype=np.uint8), count=int(height) * int(width)).reshape(
-        int(height), int(width)).astype(bool)
-
-
 def audit_columns(result, true_label: int | None, evidence: bytes | None) -> dict:
-    """What an explanation (worker.engine.Explanation) stores for the audit as it is saved: its maps, and against the
-    image's evidence (encode_mask), if any, pointing and evidence share for the true label (the predicted one for an
-    image without), when that label was explained."""
+    """What an explanation (worker.engine.Explanation) stores for the audit as it is saved (the worker makes these
+    columns and db.jobs.save_explanation writes them): its maps (db.formats.encode_maps), and against the image's
+    evidence (as stored: db.formats.encode_mask), if any, pointing and evidence share for the true label (the
+    predicted one for an image without), when that label was explained."""
     weights = {label: explained.weights for label, explained in result.labels.items()}
     columns = {"relevance": encode_maps(explanation_maps(result.segments, weights, result.predicted_label, true_label)),
                "pointing": None, "evidence_share": None}

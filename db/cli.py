@@ -13,7 +13,7 @@ from core.cli import Output, OutputFormat, fail, failing_on, show_table, write_r
 from core.images import ReferenceFileError
 from core.settings import reload_settings, settings
 from db import reads
-from db.models import decode_segments
+from db.formats import decode_segments
 from db.session import session_factory
 
 app = typer.Typer(help="The results database: migrations and queries.", no_args_is_help=True, add_completion=False)

@@ -5,7 +5,6 @@ the run's size. Functions take the caller's session and never commit."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,8 +12,8 @@ from sqlalchemy import and_, case, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from audit.maps import audit_columns
-from db.models import FINISHED, Explanation, Image, ImageEvidence, Run, RunImage, SegmentWeight, encode_segments, utcnow
+from db.formats import encode_segments
+from db.models import FINISHED, Explanation, Image, ImageEvidence, Run, RunImage, SegmentWeight, utcnow
 from db.reads import RunNotFound
 
 
@@ -39,7 +38,7 @@ class Job:
     preprocess: str | None
     outputs: str
     runtime: str  # the runtime the run asked for (models.runtimes.RUNTIMES)
-    evidence: bytes | None  # the image's evidence mask (audit.maps.encode_mask), when the user gave one
+    evidence: bytes | None  # the image's evidence mask (db.formats.encode_mask), when the user gave one
     explanation_id: int | None = None
     status: str | None = None
     attempts: int = 0
@@ -107,20 +106,22 @@ def claim(session: Session, job: Job, host: str) -> Job:
     job.explanation_id, job.status, job.attempts = row[:3]
     return job
 
-def save_explanation(session: Session, job: Job, result, host: str, *, runtime: str | None = None) -> bool:
+def save_explanation(
+    session: Session, job: Job, result, host: str, *, audited: dict, maps_s: float | None = None,
+    runtime: str | None = None,
+) -> bool:
     """Write an engine result (worker.engine.Explanation) and the runtime whose predictions it used (a worker's always
-    says; None for a result of another predict function), its audit columns (its maps and, against the image's
-    evidence, pointing: audit.maps.audit_columns, timed as `maps_s`) and its segment weights into the job's row;
-    False, writing nothing, if the row was finished meanwhile.
+    says; None for a result of another predict function), the audit columns the caller made of it (`audited`: its
+    maps and, against the image's evidence, pointing: audit.maps.audit_columns; `maps_s`, the seconds that took, is
+    kept in the row's timings) and its segment weights into the job's row; False, writing nothing, if the row was
+    finished meanwhile.
 
     Two deliveries of one image can run at once (a redelivery after a lost connection): the row is
     updated only while unfinished, so the later one finds it finished (on PostgreSQL it waits for the
     earlier one's row lock, then re-reads) and writes no second set of weights.
     """
     predicted = result.predicted_label
-    started = time.perf_counter()
-    audited = audit_columns(result, job.true_label, job.evidence)
-    timings = {**result.timings, "maps_s": time.perf_counter() - started}
+    timings = result.timings if maps_s is None else {**result.timings, "maps_s": maps_s}
     saved = _finish_row(
         session, job, host,
         status="ok", error=None, predicted_label=predicted,

@@ -5,7 +5,6 @@ The schema itself is made by Alembic (`python -m db upgrade`), never by `create_
 
 from __future__ import annotations
 
-import io
 from datetime import datetime, timezone
 
 import numpy as np
@@ -38,17 +37,6 @@ UNFINISHED_ROWS = text("status NOT IN ('ok', 'failed')")
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def encode_segments(segments: np.ndarray) -> bytes:
-    """The segment map as stored in `explanations.segments`: a compressed .npz of uint16 ids."""
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, segments=segments.astype(np.uint16))
-    return buffer.getvalue()
-
-
-def decode_segments(blob: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(blob))["segments"].astype(np.int32)
 
 
 class Base(DeclarativeBase):
@@ -180,12 +168,12 @@ class Explanation(Base):
     model_calls: Mapped[int | None] = mapped_column(Integer)
     sampling_stop: Mapped[str | None] = mapped_column(String(16))
     n_segments: Mapped[int | None] = mapped_column(Integer)
-    segments: Mapped[bytes | None] = mapped_column(LargeBinary)  # compressed .npz of the segment id per pixel
+    segments: Mapped[bytes | None] = mapped_column(LargeBinary)  # db.formats.encode_segments: the id per pixel
     timings: Mapped[dict | None] = mapped_column(JSON)
     worker_host: Mapped[str | None] = mapped_column(String(255))
     runtime: Mapped[str | None] = mapped_column(String(20))  # what computed it: keras | openvino (empty: from before)
-    # What the model looked at, on the run's common grid (audit.maps): the predicted label's map, then the true label's
-    # when it differs; made at save time, or by the audit for rows from before.
+    # What the model looked at, on the run's common grid (audit.maps; stored as db.formats.encode_maps): the predicted
+    # label's map, then the true label's when it differs; made at save time, or by the audit for rows from before.
     relevance: Mapped[bytes | None] = mapped_column(LargeBinary)
     # Against the image's evidence (image_evidence), for the true label (the predicted one without): is the top
     # superpixel on it, and the share of the positive weight x area that lies on it. None without evidence.
@@ -214,7 +202,7 @@ class ImageEvidence(Base):
     __tablename__ = "image_evidence"
 
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
-    mask: Mapped[bytes] = mapped_column(LargeBinary)  # audit.maps.encode_mask: packed bits, height x width
+    mask: Mapped[bytes] = mapped_column(LargeBinary)  # db.formats.encode_mask: packed bits, height x width
     pixels: Mapped[int] = mapped_column(Integer)  # how many pixels are evidence
 
 
@@ -243,7 +231,7 @@ class ClassMap(Base):
     true_label: Mapped[int | None] = mapped_column(Integer)
     predicted_label: Mapped[int] = mapped_column(Integer)
     images: Mapped[int] = mapped_column(Integer)
-    mean_map: Mapped[bytes] = mapped_column(LargeBinary)  # audit.maps.encode_maps, one map
+    mean_map: Mapped[bytes] = mapped_column(LargeBinary)  # db.formats.encode_maps, one map
     mean_image: Mapped[bytes | None] = mapped_column(LargeBinary)  # PNG: the mean of a bounded sample of its images
 
 
@@ -263,7 +251,7 @@ class StrategyGroup(Base):
     location: Mapped[str] = mapped_column(String(40))  # where its mean map looks, in words
     suspected: Mapped[bool] = mapped_column(Boolean)  # error rate well above its class's: a candidate shortcut
     rank: Mapped[int] = mapped_column(Integer)  # order of the run's groups in the summary: suspected first
-    mean_map: Mapped[bytes] = mapped_column(LargeBinary)
+    mean_map: Mapped[bytes] = mapped_column(LargeBinary)  # db.formats.encode_maps, one map
 
 
 class StrategyMember(Base):

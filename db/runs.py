@@ -10,7 +10,7 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from audit.maps import encode_mask
+from db.formats import encode_mask
 from db.models import Image, ImageEvidence, ModelFile, Run, RunClass, RunImage, utcnow
 
 

@@ -26,7 +26,8 @@ from audit.compare import ClassComparison, compare_runs
 from core.images import ReferenceFileError
 from audit.service import LARGEST_CELLS, MANY_CLASSES, MAX_GRID_CLASSES, evidence_rates, group_count, group_views
 from db import reads
-from db.models import ClassMap, Explanation, Run, decode_segments
+from db.formats import decode_segments
+from db.models import ClassMap, Explanation, Run
 from report import pictures
 from report.summary import RunSummary, summarise_run
 

@@ -108,8 +108,8 @@ def map_picture(mean_map: np.ndarray | bytes, mean_image: bytes | None = None, *
     largest absolute value (or `scale`), over the greyed mean image (a PNG) when there is one."""
     from PIL import Image
 
-    from audit.maps import decode_maps
     from core.images import png_pixels
+    from db.formats import decode_maps
 
     values = decode_maps(mean_map) if isinstance(mean_map, bytes) else np.asarray(mean_map, dtype=np.float32)
     peak = float(np.abs(values).max()) if scale is None else scale

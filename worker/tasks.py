@@ -1,9 +1,11 @@
-"""Thin tasks: take ids, load, call the engine, save. All logic lives in worker.engine and db.jobs."""
+"""Thin tasks: take ids, load, call the engine, make the audit's maps, save. All logic lives in worker.engine,
+audit.maps and db.jobs."""
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 from dataclasses import replace
 
 from celery.exceptions import Reject, SoftTimeLimitExceeded
@@ -13,6 +15,7 @@ from sqlalchemy.orm import Session
 
 import numpy as np
 
+from audit.maps import audit_columns
 from core.images import stored_pixels
 from core.settings import settings
 from db import jobs, reads
@@ -90,7 +93,10 @@ def _claim_explain_save(session: Session, run_id: int, image_id: int, host: str)
             error = failure_reason(failure)
 
     if error is None:
-        saved = jobs.save_explanation(session, job, result, host, runtime=classifier.runtime.name)
+        started = time.perf_counter()
+        audited = audit_columns(result, job.true_label, job.evidence)
+        saved = jobs.save_explanation(session, job, result, host, audited=audited,
+                                      maps_s=time.perf_counter() - started, runtime=classifier.runtime.name)
     else:
         logger.warning("run %s image %s failed: %s", run_id, image_id, error)
         saved = jobs.save_failure(session, job, error, host)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sqlalchemy.orm import sessionmaker
 
+from audit.maps import audit_columns
 from core import images
 from db import jobs, runs
 from db.migrate import upgrade
@@ -32,6 +33,12 @@ def new_image(seed: int, label: int | None) -> runs.NewImage:
 def claimed(session, run_id: int, image_id: int, host: str) -> jobs.Job:
     """A worker's claim of (run, image), as the task makes it."""
     return jobs.claim(session, jobs.read_job(session, run_id, image_id), host)
+
+
+def save_result(session, job: jobs.Job, result, host: str) -> bool:
+    """An engine result saved as the task saves it, with the audit's columns made of it first."""
+    audited = audit_columns(result, job.true_label, job.evidence)
+    return jobs.save_explanation(session, job, result, host, audited=audited)
 
 
 def image_ids(sessions, run_id: int) -> list[int]:

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from db import jobs
 from db.models import Explanation, Run, SegmentWeight
-from tests.db.conftest import claimed, image_ids
+from tests.db.conftest import claimed, image_ids, save_result
 from worker.engine import ExplainParams, explain
 
 
@@ -33,7 +33,7 @@ def test_every_delivery_counts_an_attempt_until_the_row_is_finished(sessions, ru
         job = claimed(session, run, first, "b")
         session.commit()
         assert job.attempts == 2 and not job.finished and job.value_range == [0.0, 1.0]
-        assert jobs.save_explanation(session, job, result, "b")
+        assert save_result(session, job, result, "b")
         session.commit()
         read = jobs.read_job(session, run, first)
         assert read.finished and read.attempts == 2  # the task sees it finished before claiming
@@ -52,9 +52,9 @@ def test_two_deliveries_at_once_write_one_result(sessions, run, result):
         a.commit()
         job_b = claimed(b, run, first, "b")
         b.commit()
-        assert jobs.save_explanation(a, job_a, result, "a")  # not committed yet: its row is locked
+        assert save_result(a, job_a, result, "a")  # not committed yet: its row is locked
         second: list[bool] = []
-        waiting = threading.Thread(target=lambda: second.append(jobs.save_explanation(b, job_b, result, "b")))
+        waiting = threading.Thread(target=lambda: second.append(save_result(b, job_b, result, "b")))
         waiting.start()
         waiting.join(1.0)
         a.commit()
@@ -77,7 +77,7 @@ def test_the_run_is_done_when_its_last_image_is_finished(sessions, run, result):
             if number == 1:
                 jobs.save_failure(session, job, "broken", "w")
             else:
-                jobs.save_explanation(session, job, result, "w")
+                save_result(session, job, result, "w")
             session.commit()  # the count and, with the last image, "done" come with the result
             stored = session.get(Run, run)
             session.refresh(stored)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import sessionmaker
 from db import jobs
 from db.migrate import upgrade
 from db.session import make_engine
+from tests.db.conftest import save_result
 from tests.services import postgres_database
 from worker.engine import ExplainParams, explain
 
@@ -84,7 +85,7 @@ def test_a_workers_statements_for_one_image_use_indexes_only(big):
 
     def one_image(session):
         job = jobs.claim(session, jobs.read_job(session, 1, IMAGES // 2 + 10), "w")  # a queued image
-        jobs.save_explanation(session, job, result, "w")  # with the run's count
+        save_result(session, job, result, "w")  # with the run's count
         [feedable] = jobs.runs_to_feed(session)
         jobs.take_for_sending(session, feedable, jobs.images_at(session, 1, feedable.next_position, 100))
         jobs.sent_unfinished(session)

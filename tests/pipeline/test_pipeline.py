@@ -11,7 +11,8 @@ from sqlalchemy import func, select, text
 
 from db import reads, runs
 
-from db.models import Explanation, Image, Run, RunImage, SegmentWeight, decode_segments
+from db.formats import decode_segments
+from db.models import Explanation, Image, Run, RunImage, SegmentWeight
 from tests.conftest import run_cli
 from tests.stack import flat, on_backend, run_id_of
 from tests.waiting import broker_idle, wait_for_run, wait_until

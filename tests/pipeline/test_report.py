@@ -19,13 +19,13 @@ from sqlalchemy import func, select, text
 
 from audit.compare import compare_runs
 from audit.service import ensure_audit, evidence_rates
-from db import jobs, reads
+from db import reads
 from db.models import Explanation, Image, Run, StrategyGroup
 from db.runs import add_images, create_run, store_model_file
 from models.artifacts import ModelMetadata, file_sha256, write_metadata
 from report import html as report_html
 from report.html import GALLERY_PER_CELL, SHOWN_EXAMPLES, SHOWN_GROUPS, gallery_rows, overlap_cell, write_report
-from tests.db.conftest import claimed, new_image, sessions  # noqa: F401  (sessions: a fixture)
+from tests.db.conftest import claimed, new_image, save_result, sessions  # noqa: F401  (sessions: a fixture)
 from tests.stack import on_backend, run_id_of
 from worker.engine import ExplainParams, explain
 
@@ -250,8 +250,7 @@ def test_the_gallery_holds_the_stated_number_of_most_confident_mistakes_per_cell
         for image_id in ids:
             job = claimed(session, run.id, image_id, "w")
             picture = session.get(Image, image_id).pixels().astype(np.float32) / 255
-            assert jobs.save_explanation(session, job, explain(picture, always_b, PLAIN_PARAMS,
-                                                               true_label=job.true_label), "w")
+            assert save_result(session, job, explain(picture, always_b, PLAIN_PARAMS, true_label=job.true_label), "w")
         session.commit()
         ensure_audit(session, run)
         wrong = session.execute(
