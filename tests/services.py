@@ -1,49 +1,33 @@
-"""Real services for the tests and benchmarks: throwaway PostgreSQL and Redis databases (created, then dropped
-or flushed) and, for the fault tests, redis-server and PostgreSQL instances of their own to stop and restart.
-Reads the TEST_* variables; the product never imports it."""
+"""Real services for the tests: throwaway PostgreSQL and Redis databases (created, then dropped or flushed) and,
+for the fault tests, redis-server and PostgreSQL instances of their own to stop and restart. The throwaway database
+and the own redis-server are the benchmarks' (benchmarks/services.py), on the TEST_* variables' servers here; the
+product never imports this module."""
 
 from __future__ import annotations
 
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import uuid
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import redis
 
-from tests.waiting import wait_until
+from benchmarks import services
+from benchmarks.services import Certificates, spare_port, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
-POSTGRES_ADMIN = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+POSTGRES_ADMIN = os.environ.get("TEST_POSTGRES_ADMIN_URL", services.POSTGRES_ADMIN)
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")  # a database number of our own
 
 
-def spare_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
 def postgres_database(prefix: str = "limebatch_test"):
-    """A fresh PostgreSQL database; yields its SQLAlchemy URL and drops it afterwards."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A fresh PostgreSQL database on the tests' server (TEST_POSTGRES_ADMIN_URL), as a context that yields its
+    SQLAlchemy URL and drops it afterwards."""
+    return services.postgres_database(prefix, POSTGRES_ADMIN)
 
 
 def empty_database(backend: str, folder: Path):
@@ -74,15 +58,6 @@ def redis_database(url: str = REDIS_URL):
         client.close()
 
 
-@dataclass
-class Certificates:
-    """A certificate authority of the test's own, and a server certificate it signed for 127.0.0.1 (and localhost)."""
-
-    ca: Path
-    cert: Path
-    key: Path
-
-
 def make_certificates(directory: Path, name: str = "lime-batch test CA") -> Certificates:
     """A self-signed CA and a server certificate for 127.0.0.1 signed by it, made with openssl."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -98,58 +73,6 @@ def make_certificates(directory: Path, name: str = "lime-batch test CA") -> Cert
     openssl("x509", "-req", "-in", "server.csr", "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
             "-out", str(cert), "-days", "2", "-extfile", "san.cnf")
     return Certificates(ca, cert, key)
-
-
-class RedisServer:
-    """A redis-server of one's own on a spare port, to stop and restart: never the machine's shared one.
-
-    `flags` are redis-server options, e.g. compose's ("--requirepass", "secret", "--appendonly", "yes");
-    without any, it keeps nothing on disk. With `tls`, it speaks TLS only (rediss://), with that certificate.
-    """
-
-    def __init__(self, directory: Path, *flags: str, password: str | None = None, tls: Certificates | None = None):
-        self.directory = directory
-        self.flags = flags or ("--save", "", "--appendonly", "no")
-        self.password = password
-        self.tls = tls
-        self.port = spare_port()
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
-        return f"{'rediss' if self.tls else 'redis'}://{auth}127.0.0.1:{self.port}/0"
-
-    def start(self) -> "RedisServer":
-        self.directory.mkdir(parents=True, exist_ok=True)
-        ports = ["--port", str(self.port)]
-        if self.tls:
-            ports = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.tls.cert),
-                     "--tls-key-file", str(self.tls.key), "--tls-ca-cert-file", str(self.tls.ca), "--tls-auth-clients", "no"]
-        with open(self.directory / "redis.log", "ab") as log:
-            self.process = subprocess.Popen(
-                ["redis-server", *ports, "--bind", "127.0.0.1", "--dir", str(self.directory), *self.flags],
-                stdout=log, stderr=subprocess.STDOUT,
-            )
-        client = redis.Redis.from_url(self.url, **({"ssl_ca_certs": str(self.tls.ca)} if self.tls else {}))
-        try:
-            wait_until(lambda: client.ping(), f"redis-server on port {self.port}", timeout=30)
-        except BaseException:
-            self.stop()  # never leave a server behind that no fixture will stop
-            raise
-        finally:
-            client.close()
-        return self
-
-    def stop(self) -> None:
-        """SIGTERM, as `docker compose restart` sends: Redis writes its append-only file if it keeps one."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(30)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
 
 class PostgresServer:

@@ -14,6 +14,7 @@ import pytest
 from celery import Celery
 from sqlalchemy.orm import sessionmaker
 
+from benchmarks.services import run_id_of  # noqa: F401 (the tests read `enqueue` as the benchmarks do)
 from db import reads
 from db.session import make_engine
 from producer.local import Worker
@@ -31,11 +32,6 @@ def on_backend(name: str):
 def flat(output: str) -> str:
     """A command's output as words, a table's borders gone: what a wrapped cell says, whole."""
     return " ".join(re.sub("[│┌┐└┘├┤┬┴┼─]", " ", output).split())
-
-
-def run_id_of(output: str) -> int:
-    """The run id in what `producer enqueue` printed."""
-    return int(re.search(r"run (\d+):", output).group(1))
 
 
 class Stack:

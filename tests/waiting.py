@@ -1,26 +1,12 @@
-"""Waiting on conditions, never on sleeps: one helper for any condition, one for a run's finished images, one for a
-broker with nothing left to deliver."""
+"""Waiting on conditions, never on sleeps: one helper for any condition (the benchmarks', benchmarks/services.py), one
+for a run's finished images, one for a broker with nothing left to deliver."""
 
 from __future__ import annotations
 
-import time
-
 import redis
 
+from benchmarks.services import wait_until
 from db import reads
-
-
-def wait_until(condition, what: str, timeout: float = 120, every: float = 0.2):
-    """Poll `condition` until it returns something true, and return that; connection errors count as not yet."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if result := condition():
-                return result
-        except (OSError, redis.ConnectionError):  # requests' ConnectionError is an OSError too
-            pass
-        time.sleep(every)
-    raise TimeoutError(f"{what}: not within {timeout} s")
 
 
 def wait_for_run(session_factory, run_id: int, at_least: int | None = None, timeout: float = 240) -> reads.RunCounts:

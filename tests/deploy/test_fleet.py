@@ -8,8 +8,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
+from benchmarks.services import RedisServer
 from producer.local import Worker
-from tests.services import PgBouncer, PostgresServer, RedisServer, make_certificates, redis_database, redis_url
+from tests.services import PgBouncer, PostgresServer, make_certificates, redis_database, redis_url
 from tests.stack import run_id_of, stacks
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks.services import RedisServer
 from tests.deploy import compose
 from tests.faults.figures import FAULT_SETTINGS, table
-from tests.services import RedisServer
 from tests.stack import stacks
 
 

@@ -11,11 +11,11 @@ import re
 import redis
 from sqlalchemy import func, select
 
+from benchmarks.services import RedisServer
 from db.models import Explanation, Run
 from tests.faults.figures import (
     IMAGES, MIDWAY, Holds, assert_nothing_lost_or_doubled, enqueue_run, report, sent_again_by_sweeper,
 )
-from tests.services import RedisServer
 from tests.stack import Stack
 from tests.waiting import broker_idle, wait_until
 from worker.messages import EXPLAIN_TASK
