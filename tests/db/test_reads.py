@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from db import jobs, reads
-from tests.db.conftest import claimed, image_ids
+from db import reads
+from tests.db.conftest import claimed, image_ids, save_result
 from worker.engine import ExplainParams, explain
 
 
@@ -22,7 +22,7 @@ def test_accuracy_counts_the_labelled_images_and_the_views_agree(sessions, run):
             job = claimed(session, run, image_id, "w")
             result = explain(image, constant, ExplainParams(num_samples=20, segmentation="slic", n_segments=4),
                              true_label=job.true_label)
-            jobs.save_explanation(session, job, result, "w")
+            save_result(session, job, result, "w")
         session.commit()
         counts = reads.run_counts(session, run)
         assert (counts.total, counts.ok, counts.labelled, counts.correct, counts.misclassified) == (3, 3, 2, 1, 1)
@@ -39,3 +39,27 @@ def test_accuracy_counts_the_labelled_images_and_the_views_agree(sessions, run):
         assert reads.find_run(session, "cats").id == run == reads.find_run(session, str(run)).id
         with pytest.raises(reads.RunNotFound):
             reads.find_run(session, "nobody's")
+
+
+def test_the_sampling_spread_counted_in_sql_is_numpys(sessions, run):
+    from sqlalchemy import update
+
+    from db.models import Explanation
+
+    image = np.random.default_rng(0).random((8, 8, 3)).astype(np.float32)
+    ids = image_ids(sessions, run)
+    with sessions() as session:
+        for image_id in ids:
+            job = claimed(session, run, image_id, "w")
+            save_result(session, job, explain(image, constant, ExplainParams(num_samples=20, n_segments=4)), "w")
+        session.commit()
+        for samples, calls, stops in (([400, 100, 200], [5, 2, 3], ["cap", "settled", "settled"]),
+                                      ([300, 100, None], [4, 1, None], ["cap", "settled", None])):
+            for image_id, used, called, stop in zip(ids, samples, calls, stops):
+                session.execute(update(Explanation).where(Explanation.run_id == run, Explanation.image_id == image_id)
+                                .values(samples_used=used, model_calls=called, sampling_stop=stop))
+            spread = reads.sampling_spread(session, run)
+            recorded = [value for value in samples if value is not None]
+            assert (spread.fewest, spread.median, spread.most) == (min(recorded), np.median(recorded), max(recorded))
+            assert spread.mean_model_calls == pytest.approx(np.mean([value for value in calls if value is not None]))
+            assert spread.stops == {stop: stops.count(stop) for stop in stops if stop is not None}
