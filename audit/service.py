@@ -1,26 +1,36 @@
 """A run's audit, from what is stored: one streaming pass over its explanations (their maps, made now for rows saved
-without them) sums the class and confusion maps and keeps each explanation's small feature vector; the strategies are
-then found per predicted class (audit.strategies), a second pass sums each group's mean map, and everything is
-written to `run_audits`, `class_maps`, `strategy_groups` and `strategy_members`. Memory: a chunk of maps, a few
-hundred bytes per explanation for the features, and bounded samples of images for the mean pictures.
+without them) sums the class and confusion maps and keeps a seeded sample of each predicted class's small feature
+vectors (audit.strategies.Reservoir); the strategies are then found on each class's sample, a second streaming pass
+puts every explanation in a group (its own if it was sampled, else its nearest sampled neighbours'), writes it with its
+distance to its group's centre and sums each group's size, mistakes and mean map, and everything is written to
+`run_audits`, `class_maps`, `strategy_groups` and `strategy_members`. Memory: a chunk of maps, the samples (at most
+audit.strategies.SAMPLE explanations a class and SAMPLED_ROWS in all, a few hundred bytes each), a map per class,
+confusion cell and group, and bounded samples of images for the mean pictures; nothing per explanation, so a million
+explanations take what a hundred thousand do.
+
+A class of at most audit.strategies.sample_size explanations (2,000 in a run of up to 100 classes) is sampled whole:
+its groups, sizes and distances are those of the whole class. Above it, the groups are found on the sample, a group's
+centre (members' distances, most typical first) is the mean of its sampled members, and the groups are numbered by
+their sizes over the whole class (0 the largest).
 
 Functions take the caller's session; `audit_run` writes and the caller commits.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from audit import maps as relevance
-from audit.strategies import find_strategies, one_thread
+from audit.strategies import Grouping, Reservoir, find_strategies, one_thread, sample_size
 from core import images
 from core.images import ReferenceFileError
+from db.formats import decode_maps, decode_segments, encode_maps
 from db.models import (ClassMap, Explanation, Image, ImageEvidence, Run, RunAudit, SegmentWeight, StrategyGroup,
-                       StrategyMember, decode_segments)
+                       StrategyMember)
 
 CHUNK = 2000  # explanations read at a time
 MEAN_IMAGE_SAMPLE = 32  # images whose mean is drawn under a class's or cell's map
@@ -40,10 +50,10 @@ class _Class:
     """What the pass keeps of one predicted class."""
 
     map_sum: np.ndarray
+    sample: Reservoir | None  # of (features as float16, image id)
     count: int = 0
-    features: list[np.ndarray] = field(default_factory=list)
-    image_ids: list[np.ndarray] = field(default_factory=list)
-    wrong: list[np.ndarray] = field(default_factory=list)  # 1 wrong, 0 right, -1 no true label
+    labelled: int = 0
+    errors: int = 0
 
 
 def current_audit(session: Session, run: Run) -> RunAudit | None:
@@ -98,11 +108,11 @@ def _chunk_maps(session: Session, rows, grid: tuple[int, int] | None) -> list[np
             for label, values in weights.get(explanation_id, {}).items():
                 arrays[label] = np.zeros(count)
                 arrays[label][list(values)] = list(values.values())
-            made[explanation_id] = relevance.encode_maps(relevance.explanation_maps(segments, arrays, predicted, true))
+            made[explanation_id] = encode_maps(relevance.explanation_maps(segments, arrays, predicted, true))
         session.execute(update(Explanation), [{"id": key, "relevance": blob} for key, blob in made.items()])
     result = []
     for row in rows:
-        stack = relevance.decode_maps(row.relevance if row.relevance is not None else made[row.id])
+        stack = decode_maps(row.relevance if row.relevance is not None else made[row.id])
         if grid is not None and stack.shape[1:] != grid:  # an image of another size: onto the run's grid
             stack = np.stack([relevance.on_grid(layer, grid) for layer in stack])
         result.append(stack)
@@ -112,9 +122,12 @@ def _chunk_maps(session: Session, rows, grid: tuple[int, int] | None) -> list[np
 def audit_run(session: Session, run: Run, *, seed: int = 0, progress=None) -> RunAudit:
     """Audit the run as it stands (any earlier audit of it is replaced); `progress(done, total)` over the
     explanations. Writes, does not commit."""
-    total = session.scalar(
-        select(func.count()).select_from(Explanation).where(Explanation.run_id == run.id, Explanation.status == "ok")
-    ) or 0
+    counts = dict(session.execute(
+        select(Explanation.predicted_label, func.count())
+        .where(Explanation.run_id == run.id, Explanation.status == "ok").group_by(Explanation.predicted_label)
+    ).all())
+    total = sum(counts.values())
+    sampled = sample_size(list(counts.values()))  # each class's sample: the whole class up to this many
     grid: tuple[int, int] | None = None
     classes: dict[int, _Class] = {}
     cells: dict[tuple[int, int], list] = {}  # (true, predicted) -> [map sum, count]
@@ -131,12 +144,14 @@ def audit_run(session: Session, run: Run, *, seed: int = 0, progress=None) -> Ru
         image_ids = np.array([row.image_id for row in rows])
         for label in np.unique(predicted):
             where = predicted == label
-            entry = classes.setdefault(int(label), _Class(np.zeros(grid)))
+            entry = classes.get(int(label))
+            if entry is None:
+                entry = classes[int(label)] = _Class(np.zeros(grid), Reservoir(sampled, [seed, int(label)]))
             entry.map_sum += predicted_maps[where].sum(axis=0)
             entry.count += int(where.sum())
-            entry.features.append(chunk_features[where])
-            entry.image_ids.append(image_ids[where])
-            entry.wrong.append(np.where(true[where] < 0, -1, (true[where] != label).astype(int)))
+            entry.labelled += int((true[where] >= 0).sum())
+            entry.errors += int(((true[where] >= 0) & (true[where] != label)).sum())
+            entry.sample.add(chunk_features[where], image_ids[where])
         for i, row in enumerate(rows):
             if row.true_label is not None:
                 cell = cells.setdefault((row.true_label, row.predicted_label), [np.zeros(grid), 0])
@@ -161,11 +176,11 @@ def audit_run(session: Session, run: Run, *, seed: int = 0, progress=None) -> Ru
                                             if key[0] is None or key in shown_cells})
         session.execute(insert(ClassMap), [
             {"run_id": run.id, "true_label": None, "predicted_label": label, "images": entry.count,
-             "mean_map": relevance.encode_maps(entry.map_sum / entry.count), "mean_image": pictures.get((None, label))}
+             "mean_map": encode_maps(entry.map_sum / entry.count), "mean_image": pictures.get((None, label))}
             for label, entry in sorted(classes.items())
         ] + [
             {"run_id": run.id, "true_label": true_label, "predicted_label": label, "images": count,
-             "mean_map": relevance.encode_maps(total_map / count), "mean_image": pictures.get((true_label, label))}
+             "mean_map": encode_maps(total_map / count), "mean_image": pictures.get((true_label, label))}
             for (true_label, label), (total_map, count) in sorted(cells.items())
         ])
         with one_thread():
@@ -225,50 +240,96 @@ def _small_rgb(image: Image) -> np.ndarray | None:
     return np.repeat(picture, 3, axis=2) if picture.shape[2] == 1 else picture[:, :, :3]
 
 
+@dataclass
+class _Groups:
+    """A class's groups as the second pass needs them: found on its sample."""
+
+    grouping: Grouping
+    sampled_ids: np.ndarray  # the sampled image ids, ascending
+    sampled_groups: np.ndarray  # and their groups
+    centres: np.ndarray  # (groups, features): the mean of each group's sampled members
+
+
 def _write_strategies(session: Session, run: Run, classes: dict[int, _Class], grid, seed: int) -> dict:
-    """Group each class, then a second pass for the groups' mean maps; write groups and members."""
-    details, groups_of, stats, member_rows = {}, {}, [], []
+    """Group each class's sample; then a second pass over the run puts every explanation in a group and writes it,
+    summing the groups' sizes, mistakes and mean maps (an explanation finished since the first pass joins too; one of
+    a class first seen since waits for the next audit); write the groups."""
+    details, found = {}, {}
     for label, entry in sorted(classes.items()):
-        features = np.concatenate(entry.features).astype(np.float32)
-        image_ids = np.concatenate(entry.image_ids)
-        wrong = np.concatenate(entry.wrong)
+        features, image_ids = entry.sample.sample()
+        features = features.astype(np.float32)
+        entry.sample = None  # its memory back before the second pass
         grouping = find_strategies(features, seed)
-        labelled = wrong >= 0
-        class_rate = float(wrong[labelled].mean()) if labelled.any() else None
-        details[str(label)] = {"groups": int(grouping.groups.max()) + 1, "sampled": grouping.sampled,
-                               "eigenvalues": grouping.eigenvalues}
-        distance = np.empty(len(features), dtype=np.float64)
-        for group in range(int(grouping.groups.max()) + 1):
-            members = grouping.groups == group
-            centre = features[members].mean(axis=0)
-            distance[members] = np.linalg.norm(features[members] - centre, axis=1)
-            errors = int((wrong[members] == 1).sum())
-            known = int((wrong[members] >= 0).sum())
-            rate = errors / known if known else None
-            suspected = (rate is not None and class_rate is not None and errors >= SUSPECT_MIN_ERRORS
-                         and rate - class_rate >= SUSPECT_MARGIN)
-            stats.append({"label": label, "strategy": group, "size": int(members.sum()), "labelled": known,
-                          "errors": errors, "error_rate": rate, "class_error_rate": class_rate,
-                          "suspected": bool(suspected),
-                          "excess": errors - (class_rate or 0) * known})
-        for image_id, group in zip(image_ids.tolist(), grouping.groups.tolist()):
-            groups_of[image_id] = group
-        member_rows += [
-            {"run_id": run.id, "image_id": image_id, "label": label, "strategy": group, "distance": float(d)}
-            for image_id, group, d in zip(image_ids.tolist(), grouping.groups.tolist(), distance.tolist())
-        ]
-        if len(member_rows) >= CHUNK:  # a chunk of rows a statement, not a statement a class (a thousand of them)
+        count = int(grouping.groups.max()) + 1
+        order = np.argsort(image_ids, kind="stable")
+        found[label] = _Groups(grouping, image_ids[order], grouping.groups[order],
+                               np.stack([features[grouping.groups == group].mean(axis=0) for group in range(count)]))
+        details[str(label)] = {"groups": count, "sampled": grouping.sampled, "eigenvalues": grouping.eigenvalues}
+    sums: dict[tuple[int, int], np.ndarray] = {}
+    counted: dict[tuple[int, int], list[int]] = {}  # (label, group) -> [size, labelled, errors]
+    member_rows: list[dict] = []
+    for rows in _chunks(session, run.id):
+        stacks = _chunk_maps(session, rows, grid)
+        chunk_features = relevance.features(np.stack([stack[0] for stack in stacks])).astype(np.float16)
+        predicted = np.array([row.predicted_label for row in rows])
+        image_ids = np.array([row.image_id for row in rows])
+        groups = np.full(len(rows), -1)
+        distances = np.zeros(len(rows), dtype=np.float32)
+        for label in np.unique(predicted):
+            entry = found.get(int(label))
+            if entry is None:  # a class first seen since the first pass (a run audited while it runs)
+                continue
+            where = np.flatnonzero(predicted == label)
+            place = np.minimum(np.searchsorted(entry.sampled_ids, image_ids[where]), len(entry.sampled_ids) - 1)
+            sampled = entry.sampled_ids[place] == image_ids[where]
+            group = np.empty(len(where), dtype=np.int64)
+            group[sampled] = entry.sampled_groups[place[sampled]]
+            if not sampled.all():
+                group[~sampled] = entry.grouping.assign(chunk_features[where[~sampled]])
+            groups[where] = group
+            distances[where] = np.linalg.norm(chunk_features[where].astype(np.float32) - entry.centres[group], axis=1)
+        for row, stack, group, distance in zip(rows, stacks, groups.tolist(), distances.tolist()):
+            if group < 0:
+                continue
+            key = (row.predicted_label, group)
+            sums[key] = sums.get(key, 0) + stack[0]
+            tally = counted.setdefault(key, [0, 0, 0])
+            tally[0] += 1
+            if row.true_label is not None:
+                tally[1] += 1
+                tally[2] += row.true_label != row.predicted_label
+            member_rows.append({"run_id": run.id, "image_id": row.image_id, "label": row.predicted_label,
+                                "strategy": group, "distance": distance})
+        if len(member_rows) >= CHUNK:
             session.execute(insert(StrategyMember), member_rows)
             member_rows = []
     if member_rows:
         session.execute(insert(StrategyMember), member_rows)
-    sums: dict[tuple[int, int], np.ndarray] = {}
-    for rows in _chunks(session, run.id):
-        for row, stack in zip(rows, _chunk_maps(session, rows, grid)):
-            if row.image_id not in groups_of:  # finished since the first pass (a run audited while it runs)
+    stats = []
+    for label, entry in sorted(classes.items()):
+        count = int(found[label].grouping.groups.max()) + 1
+        # group 0 the largest over the whole class (its sample's largest when it was sampled whole: the same numbers)
+        sizes = np.array([counted.get((label, group), [0])[0] for group in range(count)])
+        order = np.argsort(-sizes, kind="stable")
+        if (order != np.arange(count)).any():
+            moved = {int(old): new for new, old in enumerate(order)}
+            session.execute(update(StrategyMember).where(StrategyMember.run_id == run.id, StrategyMember.label == label)
+                            .values(strategy=case(moved, value=StrategyMember.strategy))
+                            .execution_options(synchronize_session=False))
+            for table in (counted, sums):
+                before = {group: table.pop((label, group)) for group in range(count) if (label, group) in table}
+                table.update({(label, moved[group]): value for group, value in before.items()})
+        class_rate = entry.errors / entry.labelled if entry.labelled else None
+        for group in range(count):
+            size, known, errors = counted.get((label, group), (0, 0, 0))
+            if not size:  # its sampled members gone since the first pass
                 continue
-            key = (row.predicted_label, groups_of[row.image_id])
-            sums[key] = sums.get(key, 0) + stack[0]
+            rate = errors / known if known else None
+            suspected = (rate is not None and class_rate is not None and errors >= SUSPECT_MIN_ERRORS
+                         and rate - class_rate >= SUSPECT_MARGIN)
+            stats.append({"label": label, "strategy": group, "size": size, "labelled": known, "errors": errors,
+                          "error_rate": rate, "class_error_rate": class_rate, "suspected": bool(suspected),
+                          "excess": errors - (class_rate or 0) * known})
     # Suspected shortcuts first, the largest excess of errors first; then, on a run of many classes, the groups with the
     # most errors (a thousand classes in their numbers' order would put class 0 first), else the classes in order.
     many = len(run.class_names) > MANY_CLASSES
@@ -278,7 +339,7 @@ def _write_strategies(session: Session, run: Run, classes: dict[int, _Class], gr
         mean_map = sums[(group["label"], group["strategy"])] / group["size"]
         group.pop("excess")
         session.add(StrategyGroup(run_id=run.id, rank=rank, location=relevance.location(mean_map),
-                                  mean_map=relevance.encode_maps(mean_map), **group))
+                                  mean_map=encode_maps(mean_map), **group))
     session.flush()
     return details
 
@@ -325,7 +386,7 @@ def group_views(session: Session, run: Run, *, limit: int | None = None, typical
         views.append(GroupView(
             group.label, run.class_names[group.label], group.strategy, group.size, group.labelled, group.errors,
             group.error_rate, group.class_error_rate, group.location, group.suspected, group.rank,
-            relevance.decode_maps(group.mean_map), [(image_id, source) for image_id, source in members],
+            decode_maps(group.mean_map), [(image_id, source) for image_id, source in members],
         ))
     return views
 

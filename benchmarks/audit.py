@@ -1,23 +1,30 @@
 """`python -m benchmarks.audit`: the audit against a planted shortcut, the evidence figures against an independent
-computation, and what the audit and the report cost at 100,000 explanations.
+computation, and what the audit and the report cost at 100,000 explanations (a million with --big).
 
 1. Shortcut (known answer, real): the `tagged` demo (rings vs pluses; a tag in a fixed corner on most training rings
    and no training plus; in validation on some of both) is trained and its validation split run through the product
    (`producer local`). An image *leans on the tag* when it is tagged, predicted `ring`, and predicted `plus` once the
    tag is painted over (the model says so, no explainer). The strategy group of `ring` holding most leaning images
    is scored against them (precision, recall, F1); the mean map of the confused cell (true plus, predicted ring)
-   must peak on the tag; the summary must name that group first.
+   must peak on the tag; the summary must name that group first. The run's evidence figures (the tagged demo stores
+   the objects' pixels as evidence) are checked as in part 2.
 2. Evidence: runs of the rectangles and shapes demos (their known answer stored as evidence) and, for rectangles,
    the same images as a folder with `--evidence` masks and with `--boxes`: the pointing and evidence share the product
    stored equal an independent per-pixel computation (benchmarks.known_answer.against_the_answer) from the
-   generator's masks, and boxes equal masks.
-3. Cost: synthetic stored explanations (10 classes, 16 superpixels each, 20% mistakes) in a SQLite file; the whole
-   audit (maps remade from the weights where asked, class maps, strategies) and the report timed in a fresh process
-   each, with its peak memory; and a worker's time per image spent on the maps at save time (from the runs of 1).
+   generator's masks, and boxes equal masks. Not with --quick (four more runs of the product): part 1's run alone.
+3. Cost: synthetic stored explanations (10 classes, 16 superpixels each, 20% mistakes, every mistake looking at one
+   corner: a planted shortcut, scored as part 1's) in a SQLite file; the whole audit (maps remade from the weights
+   where asked, class maps, strategies) and the report timed in a fresh process each, with its peak memory; and a
+   worker's time per image spent on the maps at save time (from part 1's run).
 4. Many classes: the same on a run of 1,000 classes of 10 to 50 images each (40 with --quick), each class with its
    own error rate and its mistakes among a few kindred classes: the audit's time, the report's size and time.
+5. A million (--big, alone): 1,000,000 synthetic explanations of 10 classes and about as many of 1,000 classes
+   (500 to 1,500 images each, mistakes among kindred classes): the audit's time and peak memory, the planted
+   shortcut's precision and recall, the report's size, time and peak memory. Tens of minutes; with --save its
+   figures join the last full run's in docs/figures/audit.json (and a full run keeps them).
 
-The last line is one JSON object.
+--quick makes one run of the product (part 1 on the tagged demo's validation split, at most 60 images) and small
+synthetic runs. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.figures import finish
+from benchmarks.figures import FIGURES, finish
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -69,9 +76,9 @@ def shortcut(work: Path, limit: int | None) -> tuple[dict, list[float]]:
     """Part 1: the planted shortcut found by the audit, against the model's own answer."""
     from sqlalchemy import select
 
-    from audit import maps
     from audit.service import class_maps, group_members, group_views
     from benchmarks.known_answer import classifier
+    from db.formats import decode_maps
     from db.models import Explanation, Image
     from models.artifacts import read_metadata
     from models.datasets import TAG_BOX, TAG_CLASS, load_dataset
@@ -108,7 +115,7 @@ def shortcut(work: Path, limit: int | None) -> tuple[dict, list[float]]:
         recall = hits / len(leaning_ids) if leaning_ids else 0.0
         cell = next(m for m in class_maps(session, run.id)
                     if m.true_label == 1 - TAG_CLASS and m.predicted_label == TAG_CLASS)
-        cell_map = maps.decode_maps(cell.mean_map)
+        cell_map = decode_maps(cell.mean_map)
         y, x = np.unravel_index(np.argmax(cell_map), cell_map.shape)
         scale_y, scale_x = data.x_val.shape[1] / cell_map.shape[0], data.x_val.shape[2] / cell_map.shape[1]
         y0, x0, y1, x1 = TAG_BOX
@@ -121,20 +128,24 @@ def shortcut(work: Path, limit: int | None) -> tuple[dict, list[float]]:
           f"the group holding most of them: {chosen.line()}")
     for line in summary_lines:
         print(f"  summary: {line}")
+    checked, agree, worst = against_masks(stored_figures(database), data.val_masks)
+    print(f"  evidence: pointing agrees on {agree} of {checked} tagged images; largest difference in evidence share "
+          f"{worst:.2e}")
     share = [t["maps_s"] / t["total_s"] for t in timings if t and "maps_s" in t]
     return {
         "tagged_images": count, "leaning_images": len(leaning_ids), "shortcut_group_size": len(found),
         "shortcut_precision": precision, "shortcut_recall": recall,
         "shortcut_f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
         "tag_peak": tag_peak, "shortcut_named_first": named_first, "shortcut_suspected": chosen.suspected,
-        "leaning_in_validation": int(leaning.sum()),
+        "leaning_in_validation": int(leaning.sum()), "evidence_images_tagged": checked,
+        "evidence_pointing_agree_tagged": agree / checked if checked else 0.0, "evidence_max_diff_tagged": worst,
     }, share
 
 
 def stored_figures(database: Path) -> dict[str, tuple]:
     """source -> (pointing, evidence share, segments, weights of the evidence's label) as the product stored them."""
     from db import reads
-    from db.models import decode_segments
+    from db.formats import decode_segments
 
     result = {}
     with sessions(database)() as session:
@@ -149,11 +160,23 @@ def stored_figures(database: Path) -> dict[str, tuple]:
     return result
 
 
+def against_masks(stored: dict[str, tuple], masks: np.ndarray) -> tuple[int, int, float]:
+    """Stored figures (stored_figures) against the independent per-pixel computation from the generator's masks
+    (a source's name is its index in the validation split): (images, pointing agreeing, largest share difference)."""
+    from benchmarks.known_answer import against_the_answer
+
+    agree, worst = 0, 0.0
+    for source, (pointing, share, segments, weights) in stored.items():
+        expected_pointing, expected_share = against_the_answer(segments, weights, masks[int(Path(source).stem)])
+        agree += bool(pointing) == bool(expected_pointing)
+        worst = max(worst, abs(share - expected_share))
+    return len(stored), agree, worst
+
+
 def evidence(work: Path, count: int) -> dict:
     """Part 2: the product's evidence figures against the independent per-pixel computation, and boxes = masks."""
     from PIL import Image as PILImage
 
-    from benchmarks.known_answer import against_the_answer
     from models.artifacts import read_metadata
     from models.datasets import load_dataset
     from producer.service import ensure_demo_model
@@ -168,14 +191,8 @@ def evidence(work: Path, count: int) -> dict:
                             split_seed=metadata.split_seed if metadata.split_seed is not None else 42)
         database = work / f"{dataset}.db"
         product(work / dataset, database, "--dataset", dataset, "--model", str(model_path), "--limit", str(count))
-        stored = stored_figures(database)
-        agree, checked = 0, 0
-        for source, (pointing, share, segments, weights) in stored.items():
-            index = int(source.rsplit("/", 1)[1])
-            expected_pointing, expected_share = against_the_answer(segments, weights, data.val_masks[index])
-            agree += bool(pointing) == bool(expected_pointing)
-            worst = max(worst, abs(share - expected_share))
-            checked += 1
+        checked, agree, difference = against_masks(stored_figures(database), data.val_masks)
+        worst = max(worst, difference)
         figures[f"evidence_images_{dataset}"] = checked
         figures[f"evidence_pointing_agree_{dataset}"] = agree / checked if checked else 0.0
         if dataset == "rectangles":  # the same images as a folder, with masks and with boxes
@@ -201,11 +218,9 @@ def evidence(work: Path, count: int) -> dict:
             same = sorted(from_masks) == sorted(from_boxes) and all(
                 bool(from_masks[s][0]) == bool(from_boxes[s][0]) and abs(from_masks[s][1] - from_boxes[s][1]) < 1e-12
                 for s in from_masks)
-            for source, (pointing, share, segments, weights) in from_masks.items():
-                index = int(Path(source).stem)
-                expected_pointing, expected_share = against_the_answer(segments, weights, data.val_masks[index])
-                worst = max(worst, abs(share - expected_share))
-                same &= bool(pointing) == bool(expected_pointing)
+            checked, agree, difference = against_masks(from_masks, data.val_masks)
+            worst = max(worst, difference)
+            same &= agree == checked
             figures["boxes_equal_masks"] = bool(same) and len(from_masks) > 0
     figures["evidence_max_diff"] = worst
     figures["evidence_pointing"] = all(figures[f"evidence_pointing_agree_{d}"] == 1.0 for d in ("rectangles", "shapes"))
@@ -232,28 +247,37 @@ def synthetic_run(database: Path, count: int, seed: int = 0, **options) -> int:
 
 
 def store_synthetic_run(session, count: int, seed: int = 0, *, classes: int = CLASSES,
-                        images_per_class: tuple[int, int] | None = None):
+                        images_per_class: tuple[int, int] | None = None, probabilities: bool = True):
     """One finished run of stored explanations in the session's (migrated, empty) database, as a worker would have
     saved them: segments, weights (predicted and, for mistakes, true label), maps; committed. `count` of them over
     `classes` classes, 20% mistakes; or, with `images_per_class` (fewest, most), that many per class, each class with
     its own error rate (20% on average) and its mistakes among its CONFUSABLE next classes, as a model of many
-    classes confuses kindred ones (a dog's breeds)."""
-    from sqlalchemy import insert
+    classes confuses kindred ones (a dog's breeds).
 
-    from audit.maps import encode_maps, explanation_maps
+    A correct explanation puts its evidence on its class's own place (a block of a 4 x 4 superpixel layout shifted at
+    random), never the bottom-right corner; every mistake on that corner, the same pixels each time: the planted
+    shortcut that `planted_shortcut` scores the audit against. `probabilities=False` stores none (a thousand classes'
+    are 20 KB of JSON per explanation, which neither the audit nor the report reads: 20 GB at a million)."""
+    from sqlalchemy import insert, select
+
+    from audit.maps import explanation_maps
     from core import images
     from db import runs
-    from db.models import Explanation, Image, RunImage, SegmentWeight, encode_segments
+    from db.formats import encode_maps, encode_segments
+    from db.models import Explanation, Image, RunImage, SegmentWeight
     from worker.engine import ExplainParams
 
     rng = np.random.default_rng(seed)
     grid = np.arange(SIDE) * 4 // SIDE
     layouts = []
-    for _ in range(20):  # a few superpixel layouts: shifted 4 x 4 blocks
+    for _ in range(20):  # a few superpixel layouts: 4 x 4 blocks, their edges moved up and left a little
         dy, dx = rng.integers(0, 8, 2)
-        layout = ((grid[(np.arange(SIDE) + dy) % SIDE])[:, None] * 4 + grid[(np.arange(SIDE) + dx) % SIDE][None, :])
-        layouts.append(layout.astype(np.int32))
+        rows, cols = np.minimum(np.arange(SIDE) + dy, SIDE - 1), np.minimum(np.arange(SIDE) + dx, SIDE - 1)
+        layouts.append((grid[rows][:, None] * 4 + grid[cols][None, :]).astype(np.int32))
+    layouts.append((grid[:, None] * 4 + grid[None, :]).astype(np.int32))  # the mistakes': not shifted
+    corner = len(layouts) - 1
     encoded_layouts = [encode_segments(layout) for layout in layouts]
+    areas = [np.bincount(layout.ravel(), minlength=SEGMENTS).tolist() for layout in layouts]
     pictures = [images.png_bytes(rng.integers(0, 255, (SIDE, SIDE, 3), dtype=np.uint8)) for _ in range(20)]
     if images_per_class is not None:
         fewest, most = images_per_class
@@ -270,8 +294,11 @@ def store_synthetic_run(session, count: int, seed: int = 0, *, classes: int = CL
         image_rows = [{"sha256": f"{start + i:064x}", "png": pictures[(start + i) % 20], "source": f"synthetic/{start + i}",
                        "width": SIDE, "height": SIDE, "channels": 3, "true_label": None, "path": None}
                       for i in range(size)]
-        ids = [row[0] for row in session.execute(insert(Image).returning(Image.id, sort_by_parameter_order=True),
-                                                 image_rows)]
+        # plain executemany, ids read back after (RETURNING in parameter order is a statement a row on SQLite)
+        session.execute(insert(Image.__table__), image_rows)
+        id_of = dict(session.execute(select(Image.sha256, Image.id).where(
+            Image.sha256.in_([row["sha256"] for row in image_rows]))).all())
+        ids = [id_of[row["sha256"]] for row in image_rows]
         if images_per_class is None:
             true = rng.integers(0, classes, size)
             wrong = rng.random(size) < 0.2
@@ -280,35 +307,38 @@ def store_synthetic_run(session, count: int, seed: int = 0, *, classes: int = CL
             true = every_true[start:start + size]
             wrong = rng.random(size) < error_rate[true]
             predicted = np.where(wrong, (true + rng.integers(1, CONFUSABLE + 1, size)) % classes, true)
-        session.execute(insert(RunImage), [{"run_id": run.id, "image_id": image_id, "position": start + i,
+        session.execute(insert(RunImage.__table__), [{"run_id": run.id, "image_id": image_id, "position": start + i,
                                             "true_label": int(true[i])} for i, image_id in enumerate(ids)])
         explanation_rows, weight_rows = [], []
         for i, image_id in enumerate(ids):
-            layout = rng.integers(0, 20)
-            # a class's usual place, or a corner for the mistakes: some structure for the groups to find
+            layout = corner if wrong[i] else rng.integers(0, 20)
             weights = {int(predicted[i]): rng.normal(0, 0.05, SEGMENTS)}
-            weights[int(predicted[i])][15 if wrong[i] else int(true[i]) % SEGMENTS] += 0.5
+            weights[int(predicted[i])][SEGMENTS - 1 if wrong[i] else int(true[i]) % (SEGMENTS - 1)] += 0.5
             if wrong[i]:
                 weights[int(true[i])] = rng.normal(0, 0.05, SEGMENTS)
             relevance = explanation_maps(layouts[layout], weights, int(predicted[i]), int(true[i]))
-            probabilities = np.full(classes, 0.18 / (classes - 1))
-            probabilities[predicted[i]] = 0.82
+            spread = None
+            if probabilities:
+                spread = np.full(classes, 0.18 / (classes - 1))
+                spread[predicted[i]] = 0.82
+                spread = spread.tolist()
             explanation_rows.append({
                 "run_id": run.id, "image_id": image_id, "status": "ok", "attempts": 1,
                 "predicted_label": int(predicted[i]), "true_label": int(true[i]),
-                "confidence": float(0.5 + 0.5 * rng.random()), "probabilities": probabilities.tolist(),
+                "confidence": float(0.5 + 0.5 * rng.random()), "probabilities": spread,
                 "correct": not wrong[i], "score": 0.5, "deletion_auc": 0.3, "insertion_auc": 0.7,
                 "n_segments": SEGMENTS, "segments": encoded_layouts[layout], "relevance": encode_maps(relevance),
                 "samples_used": 512, "model_calls": 512, "sampling_stop": "fixed",
             })
-            weight_rows.append((weights, layouts[layout]))
-        explanation_ids = [row[0] for row in session.execute(
-            insert(Explanation).returning(Explanation.id, sort_by_parameter_order=True), explanation_rows)]
-        session.execute(insert(SegmentWeight), [
-            {"explanation_id": explanation_id, "label": label, "segment": s, "weight": float(w),
-             "area": int((layout == s).sum())}
-            for explanation_id, (weights, layout) in zip(explanation_ids, weight_rows)
-            for label, values in weights.items() for s, w in enumerate(values)
+            weight_rows.append((weights, areas[layout]))
+        session.execute(insert(Explanation.__table__), explanation_rows)
+        id_of = dict(session.execute(select(Explanation.image_id, Explanation.id).where(
+            Explanation.run_id == run.id, Explanation.image_id.in_(ids))).all())
+        explanation_ids = [id_of[image_id] for image_id in ids]
+        session.execute(insert(SegmentWeight.__table__), [
+            {"explanation_id": explanation_id, "label": label, "segment": s, "weight": w, "area": area[s]}
+            for explanation_id, (weights, area) in zip(explanation_ids, weight_rows)
+            for label, values in weights.items() for s, w in enumerate(values.tolist())
         ])
         session.commit()
     run.image_count = run.finished_count = count
@@ -316,6 +346,31 @@ def store_synthetic_run(session, count: int, seed: int = 0, *, classes: int = CL
     session.commit()
     return run
 
+
+def planted_shortcut(database: Path) -> tuple[float, float]:
+    """The audit of a synthetic run against its planted shortcut (every mistake looks at the corner), scored as part
+    1 scores the tagged run: in each predicted class, the strategy group holding most of its mistakes; precision (of
+    those groups' members, the mistakes) and recall (of all mistakes, those in them), over every class. Counted by
+    the database, whatever the run's size."""
+    from sqlalchemy import case, func, select
+
+    from db.models import Explanation, StrategyMember
+
+    chosen: dict[int, tuple[int, int]] = {}  # label -> (mistakes, members) of its group holding most mistakes
+    mistakes = 0
+    with sessions(database)() as session:
+        run = only_run(session)
+        for label, members, wrong in session.execute(
+            select(StrategyMember.label, func.count(), func.sum(case((Explanation.correct.is_(False), 1), else_=0)))
+            .join(Explanation, (Explanation.run_id == StrategyMember.run_id)
+                  & (Explanation.image_id == StrategyMember.image_id))
+            .where(StrategyMember.run_id == run.id).group_by(StrategyMember.label, StrategyMember.strategy)
+        ):
+            mistakes += wrong
+            if wrong > chosen.get(label, (0, 0))[0]:
+                chosen[label] = (wrong, members)
+    hits, found = sum(wrong for wrong, _ in chosen.values()), sum(members for _, members in chosen.values())
+    return (hits / found if found else 0.0), (hits / mistakes if mistakes else 0.0)
 
 MEASURE = """
 import sys, time, json
@@ -374,11 +429,14 @@ def cost(work: Path, sizes: tuple[int, int]) -> dict:
         key = f"{count // 1000}k"
         figures[f"audit_s_{key}"], figures[f"audit_peak_mb_{key}"] = audit["s"], audit["peak_mb"]
         if count == large:
+            precision, recall = planted_shortcut(database)
             remade = measured(database, "remake")
             report = measured(database, "report")
+            print(f"  planted shortcut: precision {precision:.2f}, recall {recall:.2f}")
             print(f"  audit with every map remade from the weights: {remade['s']:.1f} s, peak {remade['peak_mb']:.0f} MB")
             print(f"  report: {report['s']:.1f} s, {report['mb']:.1f} MB, peak {report['peak_mb']:.0f} MB")
-            figures |= {f"audit_remade_s_{key}": remade["s"], f"report_s_{key}": report["s"],
+            figures |= {f"planted_precision_{key}": precision, f"planted_recall_{key}": recall,
+                        f"audit_remade_s_{key}": remade["s"], f"report_s_{key}": report["s"],
                         f"report_mb_{key}": report["mb"], f"report_peak_mb_{key}": report["peak_mb"]}
         database.unlink()
     figures["audit_growth"] = (figures[f"audit_s_{large // 1000}k"] / figures[f"audit_s_{small // 1000}k"]) / (large / small)
@@ -410,22 +468,94 @@ def many_classes(work: Path, classes: int) -> dict:
             f"{key}_groups": groups, f"{key}_report_s": report["s"], f"{key}_report_mb": report["mb"]}
 
 
+MILLION = 1_000_000
+MANY = 1000  # part 5's classes besides CLASSES
+
+
+def million(work: Path) -> dict:
+    """Part 5 (--big): a million stored explanations of CLASSES classes, and about as many of MANY classes (500 to
+    1,500 images each, mistakes among kindred classes); the audit and the report of each in a fresh process. The
+    figures without a class count are the worse of the two."""
+    figures = {}
+    for classes in (CLASSES, MANY):
+        database = work / f"million-{classes}.db"
+        started = time.perf_counter()
+        options = {"classes": classes, "probabilities": classes == CLASSES}  # see store_synthetic_run
+        if classes != CLASSES:
+            options["images_per_class"] = (MILLION // classes // 2, MILLION // classes * 3 // 2)
+        count = synthetic_run(database, MILLION, **options)
+        print(f"synthetic run of {count:,} explanations of {classes:,} classes stored in "
+              f"{time.perf_counter() - started:.0f} s ({database.stat().st_size / 2**30:.1f} GB)", flush=True)
+        audit = measured(database, "audit")
+        precision, recall = planted_shortcut(database)
+        report = measured(database, "report")
+        print(f"  {classes} classes: audit {audit['s']:.0f} s, peak {audit['peak_mb']:.0f} MB; planted shortcut: "
+              f"precision {precision:.2f}, recall {recall:.2f}; report {report['s']:.0f} s, {report['mb']:.1f} MB, "
+              f"peak {report['peak_mb']:.0f} MB", flush=True)
+        database.unlink()
+        key = f"classes_{classes}"
+        figures |= {f"{key}_explanations_1m": count, f"{key}_audit_s_1m": audit["s"],
+                    f"{key}_audit_peak_mb_1m": audit["peak_mb"], f"{key}_planted_precision_1m": precision,
+                    f"{key}_planted_recall_1m": recall, f"{key}_report_s_1m": report["s"],
+                    f"{key}_report_mb_1m": report["mb"], f"{key}_report_peak_mb_1m": report["peak_mb"]}
+    for name, worst in (("audit_s", max), ("audit_peak_mb", max), ("planted_precision", min), ("planted_recall", min),
+                        ("report_s", max), ("report_mb", max), ("report_peak_mb", max)):
+        figures[f"{name}_1m"] = worst(figures[f"classes_{classes}_{name}_1m"] for classes in (CLASSES, MANY))
+    return figures
+
+
+def is_big(key: str) -> bool:
+    """A figure of part 5 (--big), saved apart from a full run's."""
+    return key.endswith("_1m") or key == "big_run"
+
+
+def kept_figures(big: bool) -> dict:
+    """What --save keeps of the saved figures besides this run's: a --big run keeps the last full run's, with when
+    and where they were measured (`full_run`); a full run keeps the last --big run's (`big_run`)."""
+    path = FIGURES / "audit.json"
+    if not path.exists():
+        return {}
+    saved = json.loads(path.read_text())
+    measured_at = {"date": saved["date"], "commit": saved["commit"]}
+    kept = {key: value for key, value in saved["result"].items() if is_big(key) != big and key != "full_run"}
+    if kept and big:
+        kept["full_run"] = saved["result"].get("full_run", measured_at)
+    elif kept:
+        kept.setdefault("big_run", measured_at)
+    return kept
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="A few images, 2k/10k synthetic explanations and a run of 40 classes.")
+                        help="One run of the product (the tagged demo, 60 images at most), 1k/4k synthetic "
+                             "explanations and a run of 40 classes.")
+    parser.add_argument("--big", action="store_true",
+                        help="Part 5 alone: a million synthetic explanations of 10 and of 1,000 classes (tens of "
+                             "minutes, about 20 GB of disk for a while).")
     parser.add_argument("--save", action="store_true", help="Keep the figures in docs/figures/audit.json (the docs).")
     args = parser.parse_args()
+    if args.quick and args.big:
+        parser.error("--big measures a million explanations: not with --quick")
     with tempfile.TemporaryDirectory(prefix="audit-bench-") as folder:
         work = Path(folder)
-        result, share = shortcut(work, 60 if args.quick else None)
-        result |= evidence(work, 12 if args.quick else 40)
-        result["maps_share_of_worker_time"] = float(np.mean(share)) if share else None
-        print(f"maps at save time: {result['maps_share_of_worker_time']:.2%} of a worker's time per image")
-        result |= cost(work, (2_000, 10_000) if args.quick else (10_000, 100_000))
-        result |= many_classes(work, 40 if args.quick else 1000)
-    result["quick"] = args.quick
-    finish("audit", result, args.save and not args.quick)
+        if args.big:
+            result = million(work)
+        else:
+            result, share = shortcut(work, 60 if args.quick else None)
+            if args.quick:
+                result |= {"evidence_pointing": result["evidence_pointing_agree_tagged"] == 1.0,
+                           "evidence_max_diff": result["evidence_max_diff_tagged"]}
+                print("evidence: the tagged run's alone with --quick (rectangles, shapes, masks and boxes: a full run)")
+            else:
+                result |= evidence(work, 40)
+            result["maps_share_of_worker_time"] = float(np.mean(share)) if share else None
+            print(f"maps at save time: {result['maps_share_of_worker_time']:.2%} of a worker's time per image")
+            result |= cost(work, (1_000, 4_000) if args.quick else (10_000, 100_000))
+            result |= many_classes(work, 40 if args.quick else 1000)
+            result["quick"] = args.quick
+    save_it = args.save and not args.quick
+    finish("audit", result, save_it, kept_figures(args.big) if save_it else None)
 
 
 if __name__ == "__main__":

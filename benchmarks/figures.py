@@ -268,7 +268,26 @@ def audit_table(saved: dict) -> str:
             ["its report: size MB / s", f"{r['classes_1000_report_mb']:.1f} / {r['classes_1000_report_s']:.1f}",
              "<= 50 / -"],
         ]
-    return table(["figure", "measured", "target"], rows) + f"\n\n{provenance(saved)}"
+    full = r.get("full_run", saved)  # a --big run's --save keeps the last full run's figures, and when they were made
+    return table(["figure", "measured", "target"], rows) + "\n\n" + provenance(saved | full)
+
+
+def audit_million(saved: dict) -> str:
+    """The audit and the report of a million stored explanations (`benchmarks.audit --big`), when measured."""
+    r = saved["result"]
+    if "audit_s_1m" not in r:
+        return "Not measured yet: `python -m benchmarks.audit --big --save`."
+    big = r.get("big_run", saved)  # a full run's --save keeps the last --big run's figures, and when they were made
+    runs = [("10", r["classes_10_explanations_1m"]), ("1000", r["classes_1000_explanations_1m"])]
+    rows = [[f"{count:,} explanations of {int(classes):,} classes",
+             f"{r[f'classes_{classes}_audit_s_1m']:.0f} / {r[f'classes_{classes}_audit_peak_mb_1m']:.0f}",
+             f"{r[f'classes_{classes}_planted_precision_1m']:.2f} / {r[f'classes_{classes}_planted_recall_1m']:.2f}",
+             f"{r[f'classes_{classes}_report_mb_1m']:.1f} / {r[f'classes_{classes}_report_peak_mb_1m']:.0f} / "
+             f"{r[f'classes_{classes}_report_s_1m']:.0f}"] for classes, count in runs]
+    rows.append(["target", "<= 600 / <= 1,000", ">= 0.8 / >= 0.8", "<= 50 / <= 1,000 / -"])
+    return table(["run", "audit: s / peak MB", "planted shortcut: precision / recall", "report: MB / peak MB / s"],
+                 rows) + (f"\n\n*`python -m benchmarks.audit --big`, {big['date']}, commit {big['commit']}, "
+                          f"{saved['cores']} cores.*")
 
 
 REALSIZE_NAMES = {"mobilenet_v2": "MobileNetV2", "resnet50": "ResNet50", "efficientnet_b0": "EfficientNetB0"}
@@ -371,6 +390,7 @@ RENDERERS = {
     "quality.full": (quality_full, "quality"), "quality.targets": (quality_targets, "quality"),
     "peers.table": (peers_table, "peers"), "engine.table": (engine_table, "engine"),
     "pipeline.table": (pipeline_table, "pipeline"), "audit.table": (audit_table, "audit"),
+    "audit.million": (audit_million, "audit"),
     "suite.runs": (suite_runs, "suite"), "suite_inner.runs": (runs_table, "suite_inner"),
     "realsize.table": (realsize_table, "realsize"), "realsize.targets": (realsize_targets, "realsize"),
     "realsize.threads": (realsize_threads, "realsize"), "realsize.choices": (realsize_choices, "realsize"),

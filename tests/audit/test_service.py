@@ -9,9 +9,10 @@ from sqlalchemy import select, text
 
 from audit import maps, service
 from core import images
-from db import jobs, runs
+from db import runs
+from db.formats import decode_maps, encode_mask
 from db.models import ImageEvidence, RunAudit, StrategyGroup
-from tests.db.conftest import claimed
+from tests.db.conftest import claimed, save_result
 from worker.engine import ExplainParams, explain
 
 SIZE = 24
@@ -60,14 +61,14 @@ def test_the_audit_finds_the_planted_shortcut_and_the_evidence_figures(sessions)
         run, ids, stored = stored_run(session, "planted", pictures, labels)
         for image_id, mask in zip(ids, evidence):
             if mask.any():
-                session.add(ImageEvidence(image_id=image_id, mask=maps.encode_mask(mask), pixels=int(mask.sum())))
+                session.add(ImageEvidence(image_id=image_id, mask=encode_mask(mask), pixels=int(mask.sum())))
         run.status = "running"
         session.commit()
         expected = {}
         for image_id, picture, mask in zip(ids, stored, evidence):
             job = claimed(session, run.id, image_id, "w")
             result = explain(picture.astype(np.float32) / 255, model, PARAMS, true_label=job.true_label)
-            assert jobs.save_explanation(session, job, result, "w")
+            assert save_result(session, job, result, "w")
             if mask.any():  # independently: per pixel, as the quality benchmark measures it
                 weights = result.labels[job.true_label].weights
                 top = int(np.argmax(weights))
@@ -102,9 +103,9 @@ def test_the_audit_finds_the_planted_shortcut_and_the_evidence_figures(sessions)
         assert rates[0].pointing > 0.8
 
         cells = {(m.true_label, m.predicted_label): m for m in service.class_maps(session, run.id)}
-        confused = maps.decode_maps(cells[(1, 0)].mean_map)
+        confused = decode_maps(cells[(1, 0)].mean_map)
         assert maps.location(confused) == "bottom right" and cells[(1, 0)].images == len(shortcut)
-        assert maps.location(maps.decode_maps(cells[(0, 0)].mean_map)) == "centre"
+        assert maps.location(decode_maps(cells[(0, 0)].mean_map)) == "centre"
         assert cells[(None, 0)].mean_image is not None
 
 
@@ -116,7 +117,7 @@ def test_maps_missing_from_older_rows_are_made_by_the_audit_and_kept(sessions):
         session.commit()
         for image_id, picture in zip(ids, stored):
             job = claimed(session, run.id, image_id, "w")
-            jobs.save_explanation(session, job, explain(picture / 255, model, PARAMS, true_label=job.true_label), "w")
+            save_result(session, job, explain(picture / 255, model, PARAMS, true_label=job.true_label), "w")
         session.commit()
         saved = dict(session.execute(text("SELECT image_id, relevance FROM explanations WHERE run_id = :r"),
                                      {"r": run.id}).all())
@@ -125,7 +126,7 @@ def test_maps_missing_from_older_rows_are_made_by_the_audit_and_kept(sessions):
         service.ensure_audit(session, run)
         remade = dict(session.execute(text("SELECT image_id, relevance FROM explanations WHERE run_id = :r"),
                                       {"r": run.id}).all())
-        assert all(np.array_equal(maps.decode_maps(remade[i]), maps.decode_maps(saved[i])) for i in ids)
+        assert all(np.array_equal(decode_maps(remade[i]), decode_maps(saved[i])) for i in ids)
         assert session.scalar(select(StrategyGroup.size).where(StrategyGroup.run_id == run.id,
                                                                StrategyGroup.strategy == 0)) is not None
         assert session.get(RunAudit, run.id).explanations == len(ids)
