@@ -12,6 +12,7 @@ from typing import Callable
 import pytest
 
 from tests.services import REPO
+from tests.trained_cache import from_cache, training_key
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -20,13 +21,16 @@ pytest_plugins = ["tests.suite_report"]  # the fault table and --record-timings
 # Whole stacks (celery workers, services stopped and started, `producer local`, trained models): minutes in all.
 # `-m "not slow"` leaves them out for a contributor's edit-test loop; CI runs everything.
 SLOW_FOLDERS = {"pipeline", "faults", "deploy"}
-SLOW_FILES = {"test_local.py", "test_own_model.py", "test_readme_own_model.py", "test_benchmarks.py", "test_cnn.py"}
+SLOW_FILES = {"test_local.py", "test_own_model.py", "test_readme_own_model.py", "test_benchmarks.py", "test_cnn.py",
+              "test_runtimes.py"}
 
 
 # pytest-xdist (scripts/test.sh: --dist loadgroup) keeps a group on one process: a file's tests by default, so that
-# its module fixtures are made once; all the pipeline tests, so that their two shared stacks start once; and each
-# fault test and benchmark alone (each makes its own stack), so that the long ones spread over the processes.
+# its module fixtures are made once; the pipeline tests of one backend, so that its shared stack starts once (the two
+# backends' groups run side by side); and each fault test and benchmark alone (each makes its own stack), so that the
+# long ones spread over the processes.
 ONE_GROUP_FOLDERS = {"pipeline"}
+BACKENDS = ("sqlite", "postgresql")  # the pipeline stacks' parameter, the last of a test's id
 EACH_ALONE = {"faults", "test_benchmarks.py"}
 
 
@@ -45,8 +49,9 @@ def suite_group(nodeid: str) -> str:
     parent = folder.rpartition("/")[2]
     if parent in EACH_ALONE or name in EACH_ALONE:
         return nodeid
-    if parent in ONE_GROUP_FOLDERS:
-        return folder
+    backend = nodeid.rpartition("[")[2].rstrip("]")
+    if parent in ONE_GROUP_FOLDERS and backend in BACKENDS:
+        return f"{folder}[{backend}]"
     return path
 
 
@@ -65,9 +70,11 @@ def pytest_xdist_make_scheduler(config, log):
     return SuiteGroups(config, log)
 
 
-def made_once(tmp_path_factory, name: str, make: Callable[[Path], object]) -> Path:
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], object], *, trained: object = None) -> Path:
     """A folder made once per test run and shared by every pytest-xdist worker: the first worker to ask calls
-    make(folder) under a lock, the others wait for it and reuse the folder."""
+    make(folder) under a lock, the others wait for it and reuse the folder. A trained model's folder names its
+    training settings (`trained`): it is then copied from the runs before when the code that trains it is unchanged
+    (tests.trained_cache)."""
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent  # the run's base folder, above the workers' own
@@ -77,7 +84,10 @@ def made_once(tmp_path_factory, name: str, make: Callable[[Path], object]) -> Pa
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (folder.parent / f"{name}.done").exists():
             folder.mkdir(exist_ok=True)
-            make(folder)
+            if trained is None:
+                make(folder)
+            else:
+                from_cache(name, training_key(trained), make, folder)
             (folder.parent / f"{name}.done").touch()
     return folder
 
@@ -86,7 +96,8 @@ def made_once(tmp_path_factory, name: str, make: Callable[[Path], object]) -> Pa
 def rectangles_model(tmp_path_factory) -> Path:
     """The demo rectangles CNN (default preset), trained through the real CLI."""
     folder = made_once(tmp_path_factory, "rectangles", lambda folder: run_cli(
-        "models", "train", "--dataset", "rectangles", "--out", str(folder / "rectangles.keras")))
+        "models", "train", "--dataset", "rectangles", "--out", str(folder / "rectangles.keras")),
+        trained=["rectangles", "default"])
     return folder / "rectangles.keras"
 
 
@@ -94,8 +105,18 @@ def rectangles_model(tmp_path_factory) -> Path:
 def digits_model(tmp_path_factory) -> Path:
     from models.cnn import train
 
-    folder = made_once(tmp_path_factory, "digits", lambda folder: train("digits", folder / "digits.keras"))
+    folder = made_once(tmp_path_factory, "digits", lambda folder: train("digits", folder / "digits.keras"),
+                       trained=["digits", "default"])
     return folder / "digits.keras"
+
+
+def seed_model(tmp_path_factory, dataset: str) -> Path:
+    """The demo model of `dataset` trained with the real CLI on the article's 200 images (`--preset seed`: a quarter of
+    a minute instead of a minute), once per run and kept across runs."""
+    folder = made_once(tmp_path_factory, f"{dataset}-seed", lambda folder: run_cli(
+        "models", "train", "--dataset", dataset, "--preset", "seed", "--out", str(folder / f"{dataset}.keras")),
+        trained=[dataset, "seed"])
+    return folder / f"{dataset}.keras"
 
 
 @pytest.fixture(scope="session")
@@ -103,7 +124,7 @@ def tutorial(tmp_path_factory) -> tuple[Path, Path]:
     """A user's tutorial-style model (Rescaling(1/255) inside, logits out, no metadata) and its folder of PNGs."""
     from tests.tutorial import make_tutorial_model
 
-    folder = made_once(tmp_path_factory, "tutorial", make_tutorial_model)
+    folder = made_once(tmp_path_factory, "tutorial", make_tutorial_model, trained=["tutorial"])
     return folder / "mine.keras", folder / "val"
 
 

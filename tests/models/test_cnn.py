@@ -5,7 +5,7 @@ import numpy as np
 from models.artifacts import file_sha256
 from models.classifier import load_classifier
 from models.datasets import load_dataset
-from tests.conftest import invoke, run_cli
+from tests.conftest import invoke, run_cli, seed_model
 
 
 def test_rectangles_model_trains_well_above_chance_and_saves_its_metadata(rectangles_model):
@@ -76,18 +76,23 @@ def test_the_same_seed_trains_the_same_weights(tmp_path):
     assert first.val_accuracy == second.val_accuracy
 
 
-def test_the_shapes_model_is_position_invariant_and_trained_on_views_and_clutter_only_images(tmp_path):
-    from models.cnn import train, training_set
+def test_the_shapes_model_is_position_invariant_and_trained_on_views_and_clutter_only_images(tmp_path_factory):
+    from models.artifacts import read_metadata
+    from models.cnn import PRESETS, training_set
 
-    result = train("shapes", tmp_path / "shapes.keras", preset="seed")
-    layers = [type(layer).__name__ for layer in load_classifier(result.path).model.layers]
+    path = seed_model(tmp_path_factory, "shapes")  # the CLI's training, shared with the benchmarks' quick runs
+    metadata = read_metadata(path)
+    classifier = load_classifier(path)
+    layers = [type(layer).__name__ for layer in classifier.model.layers]
     assert "GlobalAveragePooling2D" in layers and "Flatten" not in layers
-    assert result.metadata.class_names == ["ring", "plus"] and result.metadata.input_shape == [64, 64, 3]
-    x, y, batch_size = training_set(result.dataset, seed=0)
-    n = len(result.dataset.x_train)
+    assert metadata.class_names == ["ring", "plus"] and metadata.input_shape == [64, 64, 3]
+    recipe = PRESETS["seed"]
+    dataset = load_dataset("shapes", images=recipe.images, val_fraction=recipe.val_fraction, seed=0,
+                           split_seed=recipe.split_seed)
+    x, y, batch_size = training_set(dataset, seed=0)
+    n = len(dataset.x_train)
     assert len(x) == 5 * n and batch_size == 64
-    np.testing.assert_array_equal(x[n : 2 * n], result.dataset.x_train[:, ::-1])  # flipped views, same labels
+    np.testing.assert_array_equal(x[n : 2 * n], dataset.x_train[:, ::-1])  # flipped views, same labels
     assert (y[4 * n :] == 0.5).all() and set(np.unique(y[: 4 * n])) == {0.0, 1.0}  # clutter only: "don't know"
-    classifier = load_classifier(result.path)
-    accuracy = (classifier.predict(result.dataset.x_val).argmax(axis=1) == result.dataset.y_val).mean()
-    assert accuracy == result.metadata.val_accuracy
+    accuracy = (classifier.predict(dataset.x_val).argmax(axis=1) == dataset.y_val).mean()
+    assert accuracy == metadata.val_accuracy

@@ -76,9 +76,9 @@ def test_local_runs_the_whole_job_on_a_bare_machine_and_its_piped_output_is_plai
     assert "run 1: 20 of 20 done, 0 failed, 0 remaining" in out  # the progress, as plain lines
 
 
-# Seconds of work for two processes once three images are done: far more than the few milliseconds between the
-# look that counts three and the workers frozen, however fast the machine (at 40 a fast engine once finished first)
-IMAGES = 200
+# Far more than the workers can hold when the Ctrl-C comes (a running and a reserved task per process: prefetch 1);
+# the run cannot end by itself meanwhile, as its workers are frozen from the third image on
+IMAGES = 40
 
 
 def test_ctrl_c_stops_the_workers_and_leaves_the_run_resumable(tmp_path, rectangles_model):
