@@ -9,8 +9,9 @@ Also the engine with SLIC (~50 superpixels, so no repeated masks to skip: the ho
 the limit); at the default's segmentation and fill, the default against `num_samples` of lime's independent samples
 with lime's fit and against `auto` (seconds and model calls per explanation); the same figures at 224x224 on
 MobileNetV2(weights=None), the rectangles generator's speed and the peak RSS. The last line is one JSON object.
-`--quick`: the same sections and figures on 2 images (1 the article's way), 200 samples, two batch sizes and a
-96x96 MobileNetV2, in well under a minute: to keep the benchmark working, not to measure (no --save).
+`--quick`: the same sections and figures on 2 images (1 the article's way), 50 samples, two batch sizes and a
+32x32 MobileNetV2 (its smallest input), in well under a minute: to keep the benchmark working, not to measure (no
+--save).
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ BATCH_SIZES = (32, 64, 128, 256, 512)
 # what a full run and --quick measure (an option given on the command line wins over either)
 FULL = {"num_samples": 1000, "images": 5, "naive_images": 3, "generated": 2000, "batch_sizes": BATCH_SIZES,
         "mobilenet_side": 224, "mobilenet_batch_sizes": (32, 64, 128, 256)}
-QUICK = {"num_samples": 200, "images": 2, "naive_images": 1, "generated": 200, "batch_sizes": (32, 64),
-         "mobilenet_side": 96, "mobilenet_batch_sizes": (32, 64)}
+QUICK = {"num_samples": 50, "images": 2, "naive_images": 1, "generated": 200, "batch_sizes": (32, 64),
+         "mobilenet_side": 32, "mobilenet_batch_sizes": (32, 64)}
 
 
 def peak_rss_mb() -> float:
@@ -157,7 +158,7 @@ def measure(label: str, images: np.ndarray, classifier: Classifier, num_samples:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num-samples", type=int, default=None, help="default 1000 (--quick: 200)")
+    parser.add_argument("--num-samples", type=int, default=None, help="default 1000 (--quick: 50)")
     parser.add_argument("--images", type=int, default=None, help="validation images timed with the engine (default 5, "
                         "--quick: 2)")
     parser.add_argument("--naive-images", type=int, default=None, help="of those, how many the article's way (default "
@@ -165,7 +166,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="rectangles model (default: the demo one, trained if missing)")
     parser.add_argument("--skip-224", action="store_true", help="skip the 224x224 MobileNetV2 figures")
     parser.add_argument("--quick", action="store_true",
-                        help="2 images, 200 samples, two batch sizes, MobileNetV2 at 96x96: every figure, under a minute.")
+                        help="2 images, 50 samples, two batch sizes, MobileNetV2 at 32x32: every figure, well under "
+                        "a minute.")
     parser.add_argument("--save", action="store_true", help="Keep the figures in docs/figures/engine.json (the docs).")
     args = parser.parse_args()
     sizes = run_sizes(parser, args, FULL, QUICK)

@@ -133,7 +133,7 @@ def methods(with_shap: bool, quick: bool) -> dict[str, dict]:
         LIME_ENGINE_SEGMENTS: {"kind": "lime", "samples": 1000, "engine_segments": True},
     }
     if with_shap:
-        for evals in SHAP_EVALS[:3] if quick else SHAP_EVALS:
+        for evals in SHAP_EVALS[:2] if quick else SHAP_EVALS:
             rows[f"shap partition, blur(16,16), {evals}"] = {"kind": "shap", "masker": "blur(16,16)", "evals": evals}
         rows["shap partition, inpaint_telea, 500"] = {"kind": "shap", "masker": "inpaint_telea", "evals": 500}
     return rows
@@ -146,7 +146,7 @@ HEADER = ("| data set | method | pointing | target share | deletion AUC | model 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=None, help="Images per data set (default 20, --quick: 5).")
-    parser.add_argument("--quick", action="store_true", help="5 images per data set, shap up to 1000 evaluations.")
+    parser.add_argument("--quick", action="store_true", help="5 images per data set, shap up to 500 evaluations.")
     parser.add_argument("--processes", type=int, default=0, help="Worker processes (0: one per core).")
     parser.add_argument("--save", action="store_true", help="Keep the figures in docs/figures/peers.json (the docs).")
     args = parser.parse_args()

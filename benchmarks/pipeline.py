@@ -4,8 +4,8 @@
 TensorFlow thread. pipeline_s runs from the first enqueue (images stored, tasks sent) to the last
 committed row. In the same run: engine_sequential_s, the engine alone on the same images in one
 process pinned to one thread, and naive_s, the article's way on a few of them (per image).
-The last line is one JSON object. `--quick`: the same run on 10 images at num_samples=200, one of them the article's
-way, in well under a minute: to keep the benchmark working, not to measure (no --save).
+The last line is one JSON object. `--quick`: the same run on 10 images at num_samples=50 on one worker process, one
+of them the article's way, in well under a minute: to keep the benchmark working, not to measure (no --save).
 """
 
 from __future__ import annotations
@@ -21,25 +21,26 @@ import redis
 from sqlalchemy import func, select
 
 from benchmarks.figures import finish, run_sizes
+from benchmarks.services import postgres_database
 from producer.local import Worker
-from tests.services import postgres_database
 from db import reads
 from db.migrate import upgrade
 from db.models import Explanation, Image, RunImage
 from db.session import make_engine
 
 REDIS_URL = os.environ.get("BENCHMARK_REDIS_URL", "redis://127.0.0.1:6379/12")
-FULL = {"images": 200, "num_samples": 1000, "naive_images": 3}
-QUICK = {"images": 10, "num_samples": 200, "naive_images": 1}
+FULL = {"images": 200, "num_samples": 1000, "naive_images": 3, "processes": 2}
+QUICK = {"images": 10, "num_samples": 50, "naive_images": 1, "processes": 1}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=None, help="default 200 (--quick: 10)")
-    parser.add_argument("--num-samples", type=int, default=None, help="default 1000 (--quick: 200)")
+    parser.add_argument("--num-samples", type=int, default=None, help="default 1000 (--quick: 50)")
     parser.add_argument("--naive-images", type=int, default=None, help="default 3 (--quick: 1)")
     parser.add_argument("--quick", action="store_true",
-                        help="10 images, 200 samples, 1 the article's way: every figure, under a minute.")
+                        help="10 images, 50 samples, 1 worker process, 1 the article's way: every figure, under a "
+                        "minute.")
     parser.add_argument("--save", action="store_true", help="Keep the figures in docs/figures/pipeline.json (the docs).")
     args = parser.parse_args()
     for key, value in run_sizes(parser, args, FULL, QUICK).items():
@@ -62,10 +63,10 @@ def main() -> None:
         Session = sessionmaker(engine, expire_on_commit=False)
         env = {
             "DATABASE_URL": database_url, "CELERY_BROKER_URL": REDIS_URL, "TF_THREADS": "1",
-            "WORKER_CONCURRENCY": "2", "DATA_DIR": os.environ.get("DATA_DIR", "data"),
+            "WORKER_CONCURRENCY": str(args.processes), "DATA_DIR": os.environ.get("DATA_DIR", "data"),
         }
         app = Celery(broker=REDIS_URL)
-        worker = Worker(env, concurrency=2).start()
+        worker = Worker(env, concurrency=args.processes).start()
         try:
             # Warm-up: each worker process fetches and loads the model once, as a long-lived worker has.
             warm_id, _ = service.enqueue(Session, app, warm, name="warm-up")

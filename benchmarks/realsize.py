@@ -14,8 +14,9 @@ one thread:
 then `python -m producer local` on the photographs (resized, 2 worker processes), `--runtime keras` against
 `--runtime auto`, each on a fresh DATA_DIR (so auto's conversion and choice are part of its time): seconds per image
 of the run, and the speedup of auto over keras (`realsize_speedup_<model>`). The last line is one JSON object.
-`--quick`: MobileNetV2 at 96x96, one explanation, two photographs end to end: to keep the benchmark working, not to
-measure (no --save).
+`--quick`: MobileNetV2 at 32x32, one explanation, two photographs end to end on one worker process, the auto run
+reusing the in-process conversion and both runtimes timed in the same processes (fewer TensorFlow start-ups): to keep
+the benchmark working, not to measure (no --save).
 """
 
 from __future__ import annotations
@@ -36,10 +37,12 @@ import numpy as np
 from benchmarks.figures import REPO, finish, run_sizes
 from models.realsize import NETWORKS, photographs
 
+# shared: the auto run finds the in-process conversion in its DATA_DIR, and both runtimes' forward passes are timed in
+# the same processes (a full run keeps them apart: auto's conversion is part of its time)
 FULL = {"models": ",".join(NETWORKS), "side": 224, "explained": 4, "local_images": 24, "batch_sizes": (16, 32, 64),
-        "throughput_batches": 2, "photos": 16}
-QUICK = {"models": "mobilenet_v2", "side": 96, "explained": 1, "local_images": 2, "batch_sizes": (16,),
-         "throughput_batches": 1, "photos": 4}
+        "throughput_batches": 2, "photos": 16, "workers": 2, "shared": False}
+QUICK = {"models": "mobilenet_v2", "side": 32, "explained": 1, "local_images": 2, "batch_sizes": (16,),
+         "throughput_batches": 1, "photos": 4, "workers": 1, "shared": True}
 # ResNet50 is ~7x MobileNetV2's work per image: fewer images keep the benchmark within the hour
 FEWER = {"resnet50": 0.5}
 TOP = 5
@@ -47,7 +50,7 @@ TOP = 5
 
 def build(name: str, side: int, folder: Path):
     """The stand-in network saved as a user's .keras file, and its Classifier (Keras) in this process."""
-    from models.artifacts import ModelMetadata
+    from models.artifacts import ModelMetadata, file_sha256
     from models.classifier import Classifier
     from models.realsize import standin_network
 
@@ -55,7 +58,8 @@ def build(name: str, side: int, folder: Path):
     path = folder / f"{name}.keras"
     network.save(path)
     metadata = ModelMetadata([str(i) for i in range(1000)], [side, side, 3])
-    return path, Classifier(network, metadata, f"realsize-{name}-{side}", preprocess=family), family
+    # the file's hash, as a worker loading it has: the same conversion key
+    return path, Classifier(network, metadata, file_sha256(path), preprocess=family), family
 
 
 def ms_per_image(classifier, runtime, images: np.ndarray, batch_sizes) -> tuple[float, int]:
@@ -108,35 +112,35 @@ def top_superpixels(result) -> set[int]:
     return set(np.argsort(-weights, kind="stable")[:TOP].tolist())
 
 
-def forward_passes(model: str, preprocess: str, xml: str | None, threads: int, side: int, batches: int,
-                   barrier) -> float:
-    """In a process of its own: `batches` batches of 64 through Keras (xml None) or OpenVINO on `threads` threads,
-    started with the other processes; seconds taken."""
+def forward_passes(model: str, preprocess: str, xmls: list[str | None], threads: int, side: int, batches: int,
+                   barrier) -> list[float]:
+    """In a process of its own, per runtime in turn: `batches` batches of 64 through Keras (xml None) or OpenVINO on
+    `threads` threads, started with the other processes; seconds taken."""
     from threadpoolctl import threadpool_limits
 
     from models.classifier import configure_tensorflow, load_classifier
+    from models.runtimes import OpenVinoRuntime
 
     configure_tensorflow(threads)
     threadpool_limits(threads)
     classifier = load_classifier(model, preprocess=preprocess)
-    runtime = classifier.keras
-    if xml is not None:
-        from models.runtimes import OpenVinoRuntime
-
-        runtime = OpenVinoRuntime(Path(xml), threads)
     images = np.random.default_rng(0).uniform(0, 255, (64, side, side, 3)).astype(np.float32)
-    classifier.predict(images, runtime)  # warm up
-    barrier.wait()
-    started = time.perf_counter()
-    for _ in range(batches):
-        classifier.predict(images, runtime)
-    return time.perf_counter() - started
+    taken = []
+    for xml in xmls:
+        runtime = classifier.keras if xml is None else OpenVinoRuntime(Path(xml), threads)
+        classifier.predict(images, runtime)  # warm up
+        barrier.wait()
+        started = time.perf_counter()
+        for _ in range(batches):
+            classifier.predict(images, runtime)
+        taken.append(time.perf_counter() - started)
+    return taken
 
 
-def throughput(model: Path, preprocess: str, xml: Path | None, processes: int, threads: int, side: int,
-               batches: int, environment: dict[str, str] | None = None) -> float:
-    """Images per second of `processes` processes x `threads` threads predicting at once, started with `environment`
-    added to this one's."""
+def throughput(model: Path, preprocess: str, xmls: list[Path | None], processes: int, threads: int, side: int,
+               batches: int, environment: dict[str, str] | None = None) -> list[float]:
+    """Images per second of `processes` processes x `threads` threads predicting at once, per runtime in turn (xml
+    None: Keras) in the same processes, started with `environment` added to this one's."""
     context = multiprocessing.get_context("spawn")  # TensorFlow is loaded in this process: never fork it
     saved = dict(os.environ)
     os.environ.update(environment or {})  # what the spawned processes start with
@@ -145,17 +149,19 @@ def throughput(model: Path, preprocess: str, xml: Path | None, processes: int, t
             barrier = manager.Barrier(processes)
             with context.Pool(processes) as pool:
                 seconds = pool.starmap(forward_passes, [
-                    (str(model), preprocess, None if xml is None else str(xml), threads, side, batches, barrier)
+                    (str(model), preprocess, [None if xml is None else str(xml) for xml in xmls], threads, side,
+                     batches, barrier)
                 ] * processes)
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    return processes * batches * 64 / max(seconds)
+    return [processes * batches * 64 / max(taken) for taken in zip(*seconds)]
 
 
-def local_run(model: Path, preprocess: str, folder: Path, runtime: str, data_dir: Path) -> tuple[float, float, int, str]:
-    """`python -m producer local` on the folder with this runtime: (the run's seconds per image, the workers' mean
-    seconds per explanation, images, the runtime line the input check printed)."""
+def local_run(model: Path, preprocess: str, folder: Path, runtime: str, data_dir: Path,
+              workers: int) -> tuple[float, float, int, str]:
+    """`python -m producer local` on the folder with this runtime and `workers` worker processes: (the run's seconds
+    per image, the workers' mean seconds per explanation, images, the runtime line the input check printed)."""
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
@@ -167,7 +173,7 @@ def local_run(model: Path, preprocess: str, folder: Path, runtime: str, data_dir
     env.pop("DATABASE_URL", None), env.pop("CELERY_BROKER_URL", None)
     done = subprocess.run(
         [sys.executable, "-m", "producer", "local", "--folder", str(folder), "--model", str(model), "--resize",
-         "--preprocess", preprocess, "--runtime", runtime, "--workers", "2"],
+         "--preprocess", preprocess, "--runtime", runtime, "--workers", str(workers)],
         cwd=REPO, env=env, capture_output=True, text=True,
     )
     if done.returncode != 0:
@@ -183,12 +189,15 @@ def local_run(model: Path, preprocess: str, folder: Path, runtime: str, data_dir
 
 
 def measure(name: str, sizes: dict, folder: Path, photos: np.ndarray, originals: list) -> dict:
+    from core.settings import Settings
     from models.runtimes import OpenVinoRuntime, convert_to_openvino
 
     side = sizes["side"]
     model, classifier, family = build(name, side, folder)
+    data_dirs = {runtime: folder / f"data-{name}-{runtime}" for runtime in ("keras", "auto")}
     started = time.perf_counter()
-    xml = convert_to_openvino(classifier, folder / "openvino")
+    xml = convert_to_openvino(classifier, Settings(data_dir=data_dirs["auto"]).openvino_cache_dir if sizes["shared"]
+                              else folder / "openvino")
     convert_s = time.perf_counter() - started
     runtimes = {"keras": classifier.keras, "openvino": OpenVinoRuntime(xml, threads=1)}
     figures = {"convert_s": convert_s}
@@ -212,13 +221,14 @@ def measure(name: str, sizes: dict, folder: Path, photos: np.ndarray, originals:
     figures["top5_same"] = sum(top_superpixels(a) == top_superpixels(b) for (_, _, a), (_, _, b) in pairs)
     figures["top5_compared"] = len(pairs)
     figures["runtime_speedup"] = figures["keras_ms"] / figures["openvino_ms"]
-    for key in runtimes:
+    for keys in [list(runtimes)] if sizes["shared"] else [[key] for key in runtimes]:
         for processes, threads in ((2, 1), (1, 2)):
-            figures[f"{key}_{processes}x{threads}_images_per_s"] = throughput(
-                model, family, xml if key == "openvino" else None, processes, threads, side, sizes["throughput_batches"])
+            rates = throughput(model, family, [xml if key == "openvino" else None for key in keys], processes, threads,
+                               side, sizes["throughput_batches"])
+            figures.update({f"{key}_{processes}x{threads}_images_per_s": rate for key, rate in zip(keys, rates)})
     # TensorFlow's oneDNN kernels off, as TensorFlow leaves them on CPUs without AVX-512 (models.classifier turns them on)
     figures["keras_2x1_onednn_off_images_per_s"] = throughput(
-        model, family, None, 2, 1, side, sizes["throughput_batches"], {"TF_ENABLE_ONEDNN_OPTS": "0"})
+        model, family, [None], 2, 1, side, sizes["throughput_batches"], {"TF_ENABLE_ONEDNN_OPTS": "0"})[0]
     print(f"{name} at {side}x{side}: keras {figures['keras_ms']:.1f} ms/image (batch {figures['keras_batch']}), "
           f"openvino {figures['openvino_ms']:.1f} ms/image (batch {figures['openvino_batch']}): "
           f"{figures['runtime_speedup']:.2f}x; max |dp| {figures['max_prob_diff']:.1e}, same class "
@@ -238,16 +248,17 @@ def measure(name: str, sizes: dict, folder: Path, photos: np.ndarray, originals:
 
         (source / str(i % 2)).mkdir(parents=True, exist_ok=True)  # folders named by output number: outputs 0 and 1
         Image.fromarray(pixels).save(source / str(i % 2) / f"{photo}.jpg", quality=92)
-    for runtime in ("keras", "auto"):
-        per_image, explaining, figures["local_images"], said = local_run(model, family, source, runtime,
-                                                                         folder / f"data-{name}-{runtime}")
+    for runtime, data_dir in data_dirs.items():
+        per_image, explaining, figures["local_images"], said = local_run(model, family, source, runtime, data_dir,
+                                                                         sizes["workers"])
         figures[f"local_{runtime}_s_per_image"] = per_image
         figures[f"local_{runtime}_explain_s"] = explaining
         if runtime == "auto":
             figures["auto_line"] = said
             figures["runtime_chosen"] = said.split(":")[0].removeprefix("runtime ")
     figures["speedup"] = figures["local_keras_s_per_image"] / figures["local_auto_s_per_image"]
-    print(f"  producer local, {figures['local_images']} photographs, 2 processes: keras "
+    processes = f"{sizes['workers']} process" + ("es" if sizes["workers"] > 1 else "")
+    print(f"  producer local, {figures['local_images']} photographs, {processes}: keras "
           f"{figures['local_keras_s_per_image']:.2f} s/image, auto {figures['local_auto_s_per_image']:.2f} s/image "
           f"({figures['auto_line']}): auto/keras speedup {figures['speedup']:.2f}; an explanation in the workers "
           f"{figures['local_keras_explain_s']:.2f} s against {figures['local_auto_explain_s']:.2f} s "
@@ -263,7 +274,8 @@ def main() -> None:
                         "(default 4, half for ResNet50; --quick: 1)")
     parser.add_argument("--local-images", type=int, default=None, help="photographs of the producer local runs "
                         "(default 24, half for ResNet50; --quick: 2)")
-    parser.add_argument("--quick", action="store_true", help="MobileNetV2 at 96x96, 1 explanation, 2 images end to end.")
+    parser.add_argument("--quick", action="store_true", help="MobileNetV2 at 32x32, 1 explanation, 2 images end to end "
+                        "on 1 worker process.")
     parser.add_argument("--save", action="store_true", help="Keep the figures in docs/figures/realsize.json (the docs).")
     args = parser.parse_args()
     sizes = run_sizes(parser, args, FULL, QUICK)

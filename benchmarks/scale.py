@@ -5,16 +5,16 @@ Per size, a synthetic folder of 64x64 PNGs (two classes, made once and kept unde
 PostgreSQL database and a redis-server of its own:
 - `python -m producer enqueue --folder ...` as a subprocess: images stored per second (checking and storing, to the
   first window sent), and its peak RSS;
-- one worker of 2 processes, warmed up on a small run, with a deliberately cheap explanation (lime's independent
-  masks and fit, 10 samples, about 4 superpixels) so the pipeline's own cost shows; it consumes only once the whole
-  run is stored. `overhead_ms`: the wall time per image less the engine's own time per image as the two processes
-  share it (engine seconds / images / processes): what the pipeline adds to each image's share of the wall clock;
-  `overhead_process_ms`: the same in process time (wall x processes less the engine's seconds, per image), which
-  also holds the database's, Redis' and Celery's work on the same two cores;
+- one worker of 2 processes, warmed up on a small run (8 synthetic images of their own), with a deliberately cheap
+  explanation (lime's independent masks and fit, 10 samples, about 4 superpixels) so the pipeline's own cost shows;
+  it consumes only once the whole run is stored. `overhead_ms`: the wall time per image less the engine's own time
+  per image as the two processes share it (engine seconds / images / processes): what the pipeline adds to each
+  image's share of the wall clock; `overhead_process_ms`: the same in process time (wall x processes less the
+  engine's seconds, per image), which also holds the database's, Redis' and Celery's work on the same two cores;
 - Redis' peak memory over the run (its own server, so the peak is the run's), and the database's growth per image;
   the smaller size once more with `--images reference`.
-The last line is JSON. `--quick`: the same at 20 and 200 images, in about a minute: to keep the benchmark
-working, not to measure (no --save).
+The last line is JSON. `--quick`: the same at 10 and 40 images on a worker of one process, in well under a minute:
+to keep the benchmark working, not to measure (no --save).
 """
 
 from __future__ import annotations
@@ -31,19 +31,21 @@ import numpy as np
 from benchmarks.figures import finish, run_sizes
 
 SIZES = (2_000, 20_000)
-QUICK_SIZES = (20, 200)
+QUICK_SIZES = (10, 40)
 BIG = 100_000
 CHEAP = ("--design", "independent", "--estimator", "lime", "--num-samples", "10", "--n-segments", "4")
-PROCESSES = 2
+PROCESSES = 2  # the worker's (--quick: 1)
+WARM_UP = 8  # images of the warm-up run, seeded apart from the measured folders' (stored images are kept once)
 
 
-def synthetic_folder(root: Path, count: int) -> Path:
-    """`count` 64x64 rectangle PNGs in a class-per-folder tree, made in chunks (and once: kept for later runs)."""
+def synthetic_folder(root: Path, count: int, folder_name: str | None = None, seed: int = 0) -> Path:
+    """`count` 64x64 rectangle PNGs in a class-per-folder tree, made in chunks seeded `seed` + their start (and once:
+    kept for later runs, in root/`folder_name`, by default the count)."""
     from PIL import Image
 
     from models.datasets import make_rectangles
 
-    folder = root / f"{count}"
+    folder = root / (folder_name or f"{count}")
     done = folder / ".complete"
     if done.exists():
         return folder
@@ -51,7 +53,7 @@ def synthetic_folder(root: Path, count: int) -> Path:
     for name in names:
         (folder / name).mkdir(parents=True, exist_ok=True)
     for start in range(0, count, 1000):
-        images, labels = make_rectangles(min(1000, count - start), seed=start)
+        images, labels = make_rectangles(min(1000, count - start), seed=seed + start)
         for i, (image, label) in enumerate(zip(images, labels)):
             Image.fromarray((image * 255).round().astype(np.uint8)).save(folder / names[label] / f"{start + i:07d}.png")
     done.touch()
@@ -78,8 +80,8 @@ def database_bytes(engine) -> int:
         return connection.scalar(text("SELECT pg_database_size(current_database())"))
 
 
-def measure(count: int, folder: Path, model: Path, images_mode: str = "copy") -> dict:
-    """One size: enqueue, then explain, on a fresh database and redis-server."""
+def measure(count: int, folder: Path, model: Path, images_mode: str = "copy", processes: int = PROCESSES) -> dict:
+    """One size: enqueue, then explain, on a fresh database and redis-server, with a worker of `processes`."""
     import redis
     from celery import Celery
     from sqlalchemy import func, select, text
@@ -90,8 +92,7 @@ def measure(count: int, folder: Path, model: Path, images_mode: str = "copy") ->
     from db.session import make_engine
     from producer.local import Worker
     from producer.service import wait_for_run
-    from tests.services import RedisServer, postgres_database
-    from tests.stack import run_id_of
+    from benchmarks.services import RedisServer, postgres_database, run_id_of
     import tempfile
 
     figures = {}
@@ -103,15 +104,16 @@ def measure(count: int, folder: Path, model: Path, images_mode: str = "copy") ->
             engine = make_engine(database_url)
             session = sessionmaker(engine, expire_on_commit=False)
             env = {"DATABASE_URL": database_url, "CELERY_BROKER_URL": broker.url, "DATA_DIR": str(Path(tmp) / "data"),
-                   "WORKER_CONCURRENCY": str(PROCESSES), "TF_THREADS": "1"}
+                   "WORKER_CONCURRENCY": str(processes), "TF_THREADS": "1"}
             client = redis.Redis.from_url(broker.url)
             app = Celery(broker=broker.url)
             # warmed up (each process loads the model), then told to take no tasks while the run is stored
-            worker = Worker(env, concurrency=PROCESSES, log=Path(tmp) / "worker.log").start()
-            warm = run_id_of(run_producer(env, "enqueue", "--dataset", "rectangles", "--limit", "8",
-                                          "--model", str(model), *CHEAP)[2])
+            worker = Worker(env, concurrency=processes, log=Path(tmp) / "worker.log").start(ready_timeout=None)
+            warm_up = synthetic_folder(folder.parent, WARM_UP, "warm-up", seed=1)
+            warm = run_id_of(run_producer(env, "enqueue", "--folder", str(warm_up), "--model", str(model), *CHEAP)[2])
+            worker.wait_ready(120)  # started while the warm-up run was stored
             wait_for_run(session, warm, lambda *_: None, poll_s=0.2)
-            app.control.cancel_consumer("celery", reply=True)
+            app.control.cancel_consumer("celery", reply=True, limit=1)  # the one worker's reply, not a second's wait
             baseline_redis = client.info("memory")["used_memory"]
             before = database_bytes(engine)
             seconds, rss, output = run_producer(env, "enqueue", "--folder", str(folder), "--model", str(model),
@@ -128,8 +130,8 @@ def measure(count: int, folder: Path, model: Path, images_mode: str = "copy") ->
                                     .where(Explanation.run_id == run_id))
                 ok = s.scalar(select(func.count()).select_from(Explanation)
                               .where(Explanation.run_id == run_id, Explanation.status == "ok"))
-            figures["overhead_ms"] = (wall - engine_s / PROCESSES) / count * 1000
-            figures["overhead_process_ms"] = (wall * PROCESSES - engine_s) / count * 1000
+            figures["overhead_ms"] = (wall - engine_s / processes) / count * 1000
+            figures["overhead_process_ms"] = (wall * processes - engine_s) / count * 1000
             figures["engine_ms"] = engine_s / count * 1000
             figures["explained_per_s"] = count / wall
             figures["ok"] = ok
@@ -155,12 +157,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--big", action="store_true", help=f"Also {BIG:,} images.")
     parser.add_argument("--quick", action="store_true",
-                        help=f"{QUICK_SIZES[0]:,} and {QUICK_SIZES[1]:,} images instead: every figure, about a minute.")
+                        help=f"{QUICK_SIZES[0]:,} and {QUICK_SIZES[1]:,} images on a worker of 1 process instead: "
+                        "every figure, well under a minute.")
     parser.add_argument("--save", action="store_true", help="Keep the figures in docs/figures/scale.json (the docs).")
     args = parser.parse_args()
     if args.quick and args.big:
         parser.error("--big and --quick contradict each other: choose one")
-    base = run_sizes(parser, args, {"sizes": SIZES}, {"sizes": QUICK_SIZES})["sizes"]
+    chosen = run_sizes(parser, args, {"sizes": SIZES, "processes": PROCESSES}, {"sizes": QUICK_SIZES, "processes": 1})
+    base, processes = chosen["sizes"], chosen["processes"]
 
     from core.settings import settings
     from producer.service import ensure_demo_model
@@ -173,7 +177,7 @@ def main() -> None:
           "(wall) | overhead ms/image (process) | engine ms/image |\n|---|---|---|---|---|---|---|---|", flush=True)
     for count in sizes:
         folder = synthetic_folder(root, count)
-        figures = measure(count, folder, model)
+        figures = measure(count, folder, model, processes=processes)
         assert figures["ok"] == count, figures
         print(f"| {count:,} | {figures['enqueue_per_s']:.0f} | {figures['producer_peak_mb']:.0f} | "
               f"{figures['redis_peak_mb']:.2f} | {figures['db_kb_per_image']:.1f} | {figures['overhead_ms']:.1f} | "
@@ -185,7 +189,7 @@ def main() -> None:
                    f"overhead_process_ms_{name}": round(figures["overhead_process_ms"], 2),
                    f"enqueue_per_s_{name}": round(figures["enqueue_per_s"], 1),
                    f"db_kb_per_image_{name}": round(figures["db_kb_per_image"], 2)}
-    reference = measure(base[0], synthetic_folder(root, base[0]), model, images_mode="reference")
+    reference = measure(base[0], synthetic_folder(root, base[0]), model, images_mode="reference", processes=processes)
     print(f"\n--images reference, {base[0]:,} images: {reference['db_kb_per_image']:.2f} KB per image in the database "
           f"(explained), {reference['enqueue_per_s']:.0f} images/s stored, overhead {reference['overhead_ms']:.1f} ms "
           f"per image (reading and checking each file in the worker)")
