@@ -14,16 +14,21 @@ def constant(images):
     return np.tile([0.8, 0.2], (len(images), 1))  # always "cat"
 
 
-def test_accuracy_counts_the_labelled_images_and_the_views_agree(sessions, run):
+def explain_every_image(session, run: int, ids: list[int]) -> None:
+    """Explain and save each of the run's images as a worker would (the model always says "cat"); committed."""
     image = np.random.default_rng(0).random((8, 8, 3)).astype(np.float32)
+    for image_id in ids:
+        job = claimed(session, run, image_id, "w")
+        result = explain(image, constant, ExplainParams(num_samples=20, segmentation="slic", n_segments=4),
+                         true_label=job.true_label)
+        save_result(session, job, result, "w")
+    session.commit()
+
+
+def test_accuracy_counts_the_labelled_images_and_the_views_agree(sessions, run):
     ids = image_ids(sessions, run)
     with sessions() as session:
-        for image_id in ids:
-            job = claimed(session, run, image_id, "w")
-            result = explain(image, constant, ExplainParams(num_samples=20, segmentation="slic", n_segments=4),
-                             true_label=job.true_label)
-            save_result(session, job, result, "w")
-        session.commit()
+        explain_every_image(session, run, ids)
         counts = reads.run_counts(session, run)
         assert (counts.total, counts.ok, counts.labelled, counts.correct, counts.misclassified) == (3, 3, 2, 1, 1)
         progress = reads.run_progress(session, run)
@@ -46,13 +51,9 @@ def test_the_sampling_spread_counted_in_sql_is_numpys(sessions, run):
 
     from db.models import Explanation
 
-    image = np.random.default_rng(0).random((8, 8, 3)).astype(np.float32)
     ids = image_ids(sessions, run)
     with sessions() as session:
-        for image_id in ids:
-            job = claimed(session, run, image_id, "w")
-            save_result(session, job, explain(image, constant, ExplainParams(num_samples=20, n_segments=4)), "w")
-        session.commit()
+        explain_every_image(session, run, ids)
         for samples, calls, stops in (([400, 100, 200], [5, 2, 3], ["cap", "settled", "settled"]),
                                       ([300, 100, None], [4, 1, None], ["cap", "settled", None])):
             for image_id, used, called, stop in zip(ids, samples, calls, stops):
