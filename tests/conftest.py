@@ -27,19 +27,24 @@ SLOW_FILES = {"test_local.py", "test_own_model.py", "test_readme_own_model.py", 
 
 # pytest-xdist (scripts/test.sh: --dist loadgroup) keeps a group on one process: a file's tests by default, so that
 # its module fixtures are made once; the pipeline tests of one backend, so that its shared stack starts once (the two
-# backends' groups run side by side); and each fault test and benchmark alone (each makes its own stack), so that the
-# long ones spread over the processes.
+# backends' groups run side by side); and each fault test, benchmark and `producer local` test alone (each makes its
+# own stack or workers), so that the long ones spread over the processes.
 ONE_GROUP_FOLDERS = {"pipeline"}
 BACKENDS = ("sqlite", "postgresql")  # the pipeline stacks' parameter, the last of a test's id
-EACH_ALONE = {"faults", "test_benchmarks.py"}
+EACH_ALONE = {"faults", "test_benchmarks.py", "test_local.py"}
+
+
+def is_slow(item) -> bool:
+    return item.path.parent.name in SLOW_FOLDERS or item.path.name in SLOW_FILES
 
 
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
-        if item.path.parent.name in SLOW_FOLDERS or item.path.name in SLOW_FILES:
+        if is_slow(item):
             item.add_marker(pytest.mark.slow)
-    # the longest groups first (the pipeline's, the benchmarks'), so that no process starts one near the end
-    items.sort(key=lambda item: item.path.parent.name not in ONE_GROUP_FOLDERS and item.path.name not in EACH_ALONE)
+    # the long groups first (the pipeline's, then the other stacks, faults, `producer local`, benchmarks), so that no
+    # process starts one near the end
+    items.sort(key=lambda item: (item.path.parent.name not in ONE_GROUP_FOLDERS, not is_slow(item)))
 
 
 def suite_group(nodeid: str) -> str:
