@@ -378,7 +378,7 @@ def suite_runs(saved: dict) -> str:
     runs = saved["runs"]
     seconds = [dict(run["slowest"]) for run in runs]
     tests = sorted({nodeid for ten in seconds for nodeid in ten},
-                   key=lambda nodeid: -max(ten.get(nodeid, 0) for ten in seconds))
+                   key=lambda nodeid: (-max(ten.get(nodeid, 0) for ten in seconds), nodeid))  # ties: by name
     slowest = [[f"`{nodeid}`", *(f"{ten[nodeid]:.1f}" if nodeid in ten else "" for ten in seconds)] for nodeid in tests]
     return (runs_table(saved) + "\n\nThe slowest ten tests of each run, in seconds (setup, call and teardown):\n\n"
             + table(["test", *(run["label"] for run in runs)], slowest))
