@@ -52,7 +52,7 @@ def from_cache(name: str, key: str, make: Callable[[Path], object], folder: Path
         staging.rename(entry)  # whole or not at all: another run may be filling the same entry
     except OSError:
         shutil.rmtree(staging)
-    for older in Path(root).glob(f"{name}-*"):
+    for older in Path(root).glob(f"{name}-{'?' * len(key)}"):  # this name's alone: not "shapes-seed" for "shapes"
         if older != entry:
             shutil.rmtree(older, ignore_errors=True)
     return False
