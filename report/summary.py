@@ -151,10 +151,15 @@ def check_line(check: dict | None) -> str:
 def describe_settings(params: dict) -> str:
     """`slic 50, grey, 512 samples, hadamard masks, adjusted fit`: the explanation settings (worker.engine.ExplainParams
     as a dict) that decide what an explanation shows."""
-    if params["segmentation"] == "slic":
-        segmentation = f"slic {params['n_segments']}"
-    else:
+    kind = params["segmentation"]
+    if kind == "slic":
+        segmentation = f"slic {params['n_segments']}" + ("" if params.get("slic_lab", True) else " rgb")
+    elif kind == "quickshift":
         segmentation = f"quickshift k={params['kernel_size']:g}"
+    elif kind == "felzenszwalb":
+        segmentation = f"felzenszwalb scale={params.get('scale', 25):g}"
+    else:
+        segmentation = f"{kind} {params['n_segments']}"
     stability = f", stability over {params['stability_seeds']} more seeds" if params.get("stability_seeds") else ""
     samples = "samples until settled (auto)" if params["num_samples"] == "auto" else f"{params['num_samples']} samples"
     # runs from before the two settings drew lime's masks and used lime's fit (migration 0005 says so in their params)

@@ -301,7 +301,7 @@ def test_a_model_whose_output_is_not_a_probability_vector_is_refused(predict, me
 
 
 def test_bad_parameters_are_refused():
-    for bad in ({"num_samples": 1}, {"segmentation": "watershed"}, {"top_labels": 0}, {"batch_size": 0}):
+    for bad in ({"num_samples": 1}, {"segmentation": "grid"}, {"top_labels": 0}, {"batch_size": 0}):
         with pytest.raises(ValueError):
             ExplainParams(**bad)
 
