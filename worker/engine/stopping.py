@@ -19,9 +19,10 @@ from worker.engine.adjusted import AdjustedEstimator
 from worker.engine.agreement import expected_agreement, top_k
 from worker.engine.params import AUTO, ExplainParams
 from worker.engine.prediction import MaskPredictions
+from worker.engine.shrinkage import ShrunkEstimator
 from worker.engine.surrogate import LimeEstimator
 
-ESTIMATORS = {"lime": LimeEstimator, "adjusted": AdjustedEstimator}
+ESTIMATORS = {"lime": LimeEstimator, "adjusted": AdjustedEstimator, "shrunk": ShrunkEstimator}
 AUTO_FIRST = 256
 AUTO_STEADY_FITS = 2
 AUTO_AGREEMENT = 0.85
