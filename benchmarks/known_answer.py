@@ -6,6 +6,10 @@ Two data sets with a known answer, different in kind:
   white rectangle the generator painted;
 - shapes: the validation images of the shapes demo (three small rings or three small pluses among clutter on a
   noisy background) that its CNN (a different architecture) gets right, both classes; the answer is the objects.
+
+The by-construction check (worker.engine.construct) runs on those two and on two more: tagged (the shapes with a
+planted shortcut; the evidence is the objects and, where it is painted, the tag) and glyphs (benchmarks.glyphs:
+handwritten digits on photographs, a user-style model; never tuned on).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 REFERENCE_SAMPLES = 20_000
 REFERENCE_SEED = 10_000  # not a seed any explanation in the benchmarks uses
 ANSWER_DATASETS = ("rectangles", "shapes")
+CONSTRUCT_DATASETS = ("rectangles", "shapes", "tagged", "glyphs")
 # lime's way, as users run it: 1000 independent coin-flip masks and lime's fit (at whatever segmentation and fill)
 FIXED_1000 = {"num_samples": 1000, "design": "independent", "estimator": "lime"}
 
@@ -65,11 +70,16 @@ def predict(model_path: str, images: np.ndarray) -> np.ndarray:
 
 def known_answer(dataset: str, pool, count: int | None) -> KnownAnswer:
     """The first `count` validation images of `dataset` that its demo model (trained if missing) gets right, with
-    their evidence masks. Rectangles: class `rectangle` only (the other class has no evidence to point at)."""
+    their evidence masks. Rectangles: class `rectangle` only (the other class has no evidence to point at); tagged:
+    the evidence holds the tag where it is painted; glyphs: benchmarks.glyphs' own model and images."""
     from models.artifacts import read_metadata
-    from models.datasets import load_dataset
+    from models.datasets import load_dataset, tag_box_mask
     from producer.service import ensure_demo_model
 
+    if dataset == "glyphs":
+        from benchmarks.glyphs import glyphs_answer
+
+        return glyphs_answer(pool, count)
     model_path = str(ensure_demo_model(dataset))
     metadata = read_metadata(model_path)
     data = load_dataset(
@@ -80,9 +90,11 @@ def known_answer(dataset: str, pool, count: int | None) -> KnownAnswer:
     right = predicted == data.y_val
     if dataset == "rectangles":
         right &= data.y_val == 0
+    masks = data.val_masks
+    if dataset == "tagged":
+        masks = masks | (data.val_tagged[:, None, None] & tag_box_mask(data.x_val.shape[1]))
     keep = np.flatnonzero(right)[:count]
-    return KnownAnswer(dataset, model_path, data.x_val[keep], data.val_masks[keep], data.y_val[keep],
-                       metadata.val_accuracy)
+    return KnownAnswer(dataset, model_path, data.x_val[keep], masks[keep], data.y_val[keep], metadata.val_accuracy)
 
 
 def against_the_answer(segments: np.ndarray, weights: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
@@ -114,7 +126,8 @@ def reference_weights(model_path: str, image: np.ndarray, label: int, params: di
     settings = ExplainParams(**params)
     key = hashlib.sha256(
         model.sha256.encode() + np.ascontiguousarray(image).tobytes()
-        + repr((label, settings.segmentation, settings.n_segments, settings.kernel_size, settings.hide, settings.seed,
+        + repr((label, settings.segmentation, settings.n_segments, settings.kernel_size, settings.compactness,
+                settings.sigma, settings.slic_lab, settings.scale, settings.min_size, settings.hide, settings.seed,
                 REFERENCE_SAMPLES, REFERENCE_SEED)).encode()
     ).hexdigest()[:32]
     path = cache / f"{key}.npy"
