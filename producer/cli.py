@@ -49,10 +49,11 @@ RUN_OPTIONS = {
         None, help="How the masks are drawn: hadamard (default: balanced rows with their complements) | paired | "
         "independent (lime's coin flips).")),
     "estimator": (Optional[str], typer.Option(
-        None, help="adjusted (default: lime's quantity with a logistic control variate) | shrunk (the same, weights "
-        "within their noise pulled to zero) | lime (lime's own fit).")),
+        None, help="shrunk (default: lime's quantity with a logistic control variate, weights within their noise "
+        "pulled to zero) | adjusted (the same, not shrunk) | lime (lime's own fit).")),
     "segmentation": (Optional[str], typer.Option(
-        None, help="slic (default) | felzenszwalb | watershed (compact) | quickshift (lime's defaults).")),
+        None, help="felzenszwalb (default: follows the objects' outlines) | slic | watershed (compact) | quickshift "
+        "(lime's defaults).")),
     "n_segments": (Optional[int], typer.Option(None, help="slic, watershed: about how many superpixels.")),
     "hide": (Optional[str], typer.Option(
         None, help="What a hidden superpixel shows: mean (its own mean colour, lime's) | grey | black | blur | a number "

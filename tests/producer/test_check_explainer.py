@@ -74,3 +74,26 @@ def test_without_evidence_the_check_says_what_to_give(tutorial):
     assert result.stderr.strip().splitlines() == [
         "error: the check needs each image's evidence: give --evidence DIR or --boxes FILE.csv with --folder (the "
         "built-in data sets bring their own)"]
+
+
+def test_the_command_in_docs_engine_md_runs_as_written(tutorial, evidence, tmp_path, monkeypatch):
+    """docs/engine.md's line, in a folder holding its val/, mine.keras and boxes.csv."""
+    import shlex
+    import shutil
+
+    from tests.services import REPO
+
+    model, folder = tutorial
+    _, boxes = evidence
+    text = (REPO / "docs" / "engine.md").read_text()
+    line = next(line for line in text.splitlines() if line.startswith("python -m producer check-explainer"))
+    shutil.copytree(folder, tmp_path / "val")
+    shutil.copy(model, tmp_path / "mine.keras")
+    shutil.copy(boxes, tmp_path / "boxes.csv")
+    monkeypatch.chdir(tmp_path)
+    argv = shlex.split(line)
+    assert argv[:4] == ["python", "-m", "producer", "check-explainer"]
+    argv[argv.index("--limit") + 1] = "4"  # the docs' 20 images, trimmed: the same command, on less
+    result = check(*argv[4:])
+    assert result.returncode in (0, 1), result.stderr
+    assert "leakage (mean, worst)" in result.stdout

@@ -72,7 +72,7 @@ def test_local_runs_the_whole_job_on_a_bare_machine_and_its_piped_output_is_plai
     runs = run_cli("db", "runs", env=local_env(tmp_path)).stdout.splitlines()  # as in `python -m db runs | cat`
     name = results(tmp_path, "SELECT name FROM runs")[0][0]
     assert runs[1].split()[:2] == ["id", "name"] and runs[2].split()[:2] == ["1", name], runs
-    assert re.search(r"^  explained with +slic 50, grey, 200 samples, hadamard masks, adjusted fit$", out, re.M)
+    assert re.search(r"^  explained with +felzenszwalb scale=25, grey, 200 samples, hadamard masks, shrunk fit$", out, re.M)
     assert "run 1: 20 of 20 done, 0 failed, 0 remaining" in out  # the progress, as plain lines
 
 

@@ -360,8 +360,8 @@ def test_auto_hits_the_cap_on_pure_noise():
 
 
 def test_auto_is_reproducible_for_a_seed_and_its_draws_are_a_prefix_of_longer_ones():
-    from worker.engine.adjusted import AdjustedEstimator
     from worker.engine.designs import block_rows, blocks
+    from worker.engine.stopping import ESTIMATORS
 
     image = IMAGES[3]
     params = ExplainParams(**{**AUTO_SLIC, "hide": "grey", "seed": 5})
@@ -385,7 +385,7 @@ def test_auto_is_reproducible_for_a_seed_and_its_draws_are_a_prefix_of_longer_on
     hidden = hidden_image(image, first.segments, "grey", (0.0, 1.0))
     perturbed = np.where(data.astype(bool)[:, first.segments][..., None], image, hidden)
     label = first.predicted_label
-    refit = AdjustedEstimator(n_features, 5).explain_label(data, model(perturbed)[:, label], label)
+    refit = ESTIMATORS[params.estimator](n_features, 5).explain_label(data, model(perturbed)[:, label], label)
     np.testing.assert_allclose(refit.weights, first.labels[label].weights, rtol=1e-9)
 
 
