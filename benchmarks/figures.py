@@ -149,8 +149,11 @@ def quality_grid(saved: dict) -> str:
     body = [[setting, _f(next(iter(found.values()))["segments"], 1)]
             + [_f(found[d].get(k)) for d in datasets for k in ("pointing", "stability")]
             for setting, found in by_setting.items()]
-    return (table(header, body) + f"\n\nThe grid's choice (meets pointing and stability on both data sets, then the fewest "
-            f"model calls, then the widest margin): **{result['grid_choice']}**; the engine's default: {result['default']}."
+    rule = ("meets the by-construction targets on rectangles, shapes and tagged (glyphs: shown, never chosen on) and "
+            "pointing and stability on both trained ones"
+            if "construct_grid" in result["tables"] else "meets pointing and stability on both data sets")
+    return (table(header, body) + f"\n\nThe grid's choice ({rule}, then the fewest model calls, then the widest "
+            f"margin): **{result['grid_choice']}**; the engine's default: {result['default']}."
             f"\n\n{provenance(saved)}")
 
 
@@ -210,23 +213,15 @@ CONSTRUCT_HEADER = ["data set", "setting", "pointing", "leakage", "leakage, wors
                     "images responding (evidence, background)"]
 
 
-def quality_construct(saved: dict) -> str:
-    """The full set by construction: the default, lime's 1000, auto, the article's settings, on the four data sets."""
-    result = saved["result"]
-    return (f"{result['full_images']} images per data set (fewer where the model gets fewer right):\n\n"
-            + table(CONSTRUCT_HEADER, construct_rows(result["tables"]["construct_full"])) + f"\n\n{provenance(saved)}")
+def construct_table(section: str, images_key: str, intro: str):
+    """A renderer of one by-construction section of quality.json: `intro` after the image count, then its rows."""
 
+    def render(saved: dict) -> str:
+        result = saved["result"]
+        return (f"{result[images_key]} images per data set{intro}:\n\n"
+                + table(CONSTRUCT_HEADER, construct_rows(result["tables"][section])) + f"\n\n{provenance(saved)}")
 
-def quality_construct_levers(saved: dict) -> str:
-    result = saved["result"]
-    return (f"{result['grid_images']} images per data set, at the default segmentation and fill:\n\n"
-            + table(CONSTRUCT_HEADER, construct_rows(result["tables"]["construct_levers"])) + f"\n\n{provenance(saved)}")
-
-
-def quality_construct_grid(saved: dict) -> str:
-    result = saved["result"]
-    return (f"{result['grid_images']} images per data set:\n\n"
-            + table(CONSTRUCT_HEADER, construct_rows(result["tables"]["construct_grid"])) + f"\n\n{provenance(saved)}")
+    return render
 
 
 def outlines_table(saved: dict) -> str:
@@ -439,8 +434,12 @@ RENDERERS = {
     "scale.table": (scale_table, "scale"), "scale.million": (scale_million, "scale"),
     "quality.levers": (quality_levers, "quality"), "quality.grid": (quality_grid, "quality"),
     "quality.full": (quality_full, "quality"), "quality.targets": (quality_targets, "quality"),
-    "quality.construct": (quality_construct, "quality"), "quality.construct_levers": (quality_construct_levers, "quality"),
-    "quality.construct_grid": (quality_construct_grid, "quality"), "outlines": (outlines_table, "outlines"),
+    "quality.construct": (construct_table("construct_full", "full_images", " (fewer where the model gets fewer right)"),
+                          "quality"),
+    "quality.construct_levers": (construct_table("construct_levers", "grid_images", ", at the default segmentation and "
+                                                 "fill"), "quality"),
+    "quality.construct_grid": (construct_table("construct_grid", "grid_images", ""), "quality"),
+    "outlines": (outlines_table, "outlines"),
     "peers.table": (peers_table, "peers"), "engine.table": (engine_table, "engine"),
     "pipeline.table": (pipeline_table, "pipeline"), "audit.table": (audit_table, "audit"),
     "audit.million": (audit_million, "audit"),

@@ -71,15 +71,11 @@ def predict(model_path: str, images: np.ndarray) -> np.ndarray:
 def known_answer(dataset: str, pool, count: int | None) -> KnownAnswer:
     """The first `count` validation images of `dataset` that its demo model (trained if missing) gets right, with
     their evidence masks. Rectangles: class `rectangle` only (the other class has no evidence to point at); tagged:
-    the evidence holds the tag where it is painted; glyphs: benchmarks.glyphs' own model and images."""
+    the evidence holds the tag where it is painted (glyphs: benchmarks.glyphs.glyphs_answer)."""
     from models.artifacts import read_metadata
     from models.datasets import load_dataset, tag_box_mask
     from producer.service import ensure_demo_model
 
-    if dataset == "glyphs":
-        from benchmarks.glyphs import glyphs_answer
-
-        return glyphs_answer(pool, count)
     model_path = str(ensure_demo_model(dataset))
     metadata = read_metadata(model_path)
     data = load_dataset(

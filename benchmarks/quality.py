@@ -23,8 +23,8 @@ demo's rectangles, and shapes among clutter with a model of another architecture
 
 Sections: (1) designs x estimators x sample counts at the default segmentation and fill, with convergence and
 leakage; (2) the grid of segmentations x fills at the default sampler: the setting meeting every by-construction
-target on all four sets and the trained models' targets on both original ones, at the fewest model calls, is the
-grid's choice; (3) the full set: the default, a fixed 1000 of lime's independent samples and lime's fit, `auto`, and
+target on rectangles, shapes and tagged (glyphs is shown, never chosen on) and the trained models' targets on both
+original ones, at the fewest model calls, is the grid's choice; (3) the full set: the default, a fixed 1000 of lime's independent samples and lime's fit, `auto`, and
 the article's settings; (4) digits (no ground truth): deletion, insertion, stability. Last line: JSON.
 """
 
@@ -34,10 +34,12 @@ import argparse
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 
 import numpy as np
 
 from benchmarks.figures import finish, run_sizes
+from benchmarks.glyphs import glyphs_answer
 from benchmarks.known_answer import (
     ANSWER_DATASETS, CONSTRUCT_DATASETS, FIXED_1000, KnownAnswer, against_the_answer, child_init, classifier,
     known_answer, mean_figures, predict, reference_cache, reference_weights,
@@ -64,6 +66,8 @@ TARGETS = {
     "rectangles": {"pointing": 0.95, "stability": 0.85, "convergence": 0.90},
     "shapes": {"pointing": 0.92, "stability": 0.85, "convergence": 0.90},
 }
+# The data sets the grid chooses on; glyphs is measured and shown, never chosen on (a check on data nobody tuned for)
+CHOSEN_ON = ("rectangles", "shapes", "tagged")
 # By construction, on every one of CONSTRUCT_DATASETS (issue 33): at least / at most
 CONSTRUCT_TARGETS = {"construct_pointing": 0.98, "leakage": 0.02, "background_evidence_share": 0.02}
 MAX_MODEL_CALLS = 513
@@ -197,16 +201,19 @@ def margin(figures: dict, dataset: str, keys=("pointing", "stability")) -> float
 
 
 def choose(grid: list[tuple[str, dict, dict, dict]]) -> tuple[str, dict, dict, dict] | None:
-    """Among the settings meeting the by-construction targets on every data set, then the trained models' pointing
-    and stability on both original ones: the fewest model calls (the unit of cost on any real model; seconds on the
-    small demo CNNs are mostly segmentation and fitting), then the widest by-construction margin, then the trained
-    models' margin."""
+    """Among the settings meeting the by-construction targets on the CHOSEN_ON data sets, then the trained models'
+    pointing and stability on both original ones: the fewest model calls (the unit of cost on any real model; seconds
+    on the small demo CNNs are mostly segmentation and fitting), then the widest by-construction margin, then the
+    trained models' margin."""
+    def construct_margins(row) -> list[float]:
+        return [construct_margin(row[3][name]) for name in CHOSEN_ON if name in row[3]]
+
     meeting = [row for row in grid
-               if row[3] and all(construct_margin(figures) >= 0 for figures in row[3].values())
+               if row[3] and min(construct_margins(row)) >= 0
                and all(margin(figures, name) >= 0 for name, figures in row[2].items())]
     return min(meeting, key=lambda row: (
         sum(figures["model_calls"] for figures in row[2].values()),
-        -min(construct_margin(figures) for figures in row[3].values()),
+        -min(construct_margins(row)),
         -min(margin(figures, name) for name, figures in row[2].items()),
     )) if meeting else None
 
@@ -237,7 +244,8 @@ def main() -> None:
     default = {key: value for key, value in ExplainParams().to_dict().items() if key in SETTING_KEYS}
     processes = args.processes or cpu_count()
     with ProcessPoolExecutor(processes, initializer=child_init) as pool:
-        constructed = {name: known_answer(name, pool, max(grid_images, full_images)) for name in CONSTRUCT_DATASETS}
+        constructed = {name: (glyphs_answer if name == "glyphs" else partial(known_answer, name))(
+            pool, max(grid_images, full_images)) for name in CONSTRUCT_DATASETS}
         answers = {name: constructed[name] for name in ANSWER_DATASETS}
         for answer in constructed.values():
             print(f"{answer.dataset}: {len(answer.images)} validation images the model gets right ({answer.model_path}, "
@@ -289,8 +297,9 @@ def main() -> None:
                     checks[dataset] = by_construction(pool, answer, params, grid_images)
                     print_construct_row(dataset, name, checks[dataset], "construct_grid")
         chosen = choose(grid)
-        print(f"\nthe grid's choice (meets the by-construction targets on all four data sets and pointing and stability "
-              f"on both original ones, fewest model calls, then the widest margin): {chosen[0] if chosen else 'none'}; "
+        print(f"\nthe grid's choice (meets the by-construction targets on {', '.join(CHOSEN_ON)} and pointing and "
+              f"stability on the trained rectangles and shapes, fewest model calls, then the widest margin; glyphs is "
+              f"never chosen on): {chosen[0] if chosen else 'none'}; "
               f"the engine's default: {describe_settings(ExplainParams().to_dict())}")
         if chosen and any(default.get(key) != value for key, value in chosen[1].items() if key in SETTING_KEYS):
             print(f"(the engine's default is not the grid's choice, {chosen[0]}: change worker.engine.ExplainParams)")
