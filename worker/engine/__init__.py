@@ -8,8 +8,10 @@ float32 batch (n, H, W, C) to class probabilities (n, k). One entry, `explain`; 
 - designs/: how the masks are drawn (independent, paired, hadamard), one module each;
 - prediction: the model's checked probabilities per mask, each distinct mask once, in bounded batches;
 - surrogate: lime's weighted ridge fit;        - adjusted: the same quantity with a logistic control variate;
+- shrinkage: the adjusted estimate shrunk where it cannot be told from noise (the default);
 - stopping: a fixed count, or `auto`;          - agreement: top-k overlap and its prediction;
-- faithfulness: deletion and insertion curves; - explainer: `explain`, which runs the stages.
+- faithfulness: deletion and insertion curves; - explainer: `explain`, which runs the stages;
+- construct: the explainer checked by construction (the model wrapped to see only the evidence, or the background).
 
 With the article's preset (independent masks, lime's fit) an explanation equals lime_image's explain_instance, but
 the perturbed images are built vectorised, in bounded chunks, and the model is called in large batches instead of
