@@ -96,10 +96,9 @@ def known_answer(dataset: str, pool, count: int | None) -> KnownAnswer:
 def against_the_answer(segments: np.ndarray, weights: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
     """(pointing: 1.0 if the top-weighted superpixel has at least half its pixels on the answer, share of the
     positive weight x area that lies on it)."""
-    top = int(np.argmax(weights))
-    pointing = float(mask[segments == top].mean() >= 0.5)
-    per_pixel = np.clip(weights, 0, None)[segments]
-    return pointing, float(per_pixel[mask].sum() / per_pixel.sum()) if per_pixel.sum() > 0 else 0.0
+    from worker.engine.construct import pointing, positive_share
+
+    return pointing(segments, weights, mask), positive_share(segments, weights, mask)
 
 
 def mean_figures(rows: list[dict]) -> dict:

@@ -27,7 +27,6 @@ from worker.engine.fills import hidden_image
 from worker.engine.inputs import conform_image
 from worker.engine.params import ExplainParams
 from worker.engine.prediction import PredictFn, as_probabilities
-from worker.engine.segmentation import segment
 
 # A wrapped model whose explained probability rises less than this from the image with every superpixel hidden to
 # the image itself has nothing for positive weights to find: they are noise, and the image is counted, not scored.
@@ -102,12 +101,12 @@ def check_by_construction(
     if not evidence.any() or evidence.all():
         raise ValueError("the evidence must cover some of the image and leave some of it")
     fill = evidence_fill(image, params, value_range)
-    everything_hidden = hidden_image(image, segment(image, params), params.hide, value_range)
     figures = {}
     for name, visible, unseen in (("evidence", evidence, image), ("background", ~evidence, fill)):
         wrapped = seen_only(predict_fn, visible, unseen)
         result = explain(image, wrapped, params, value_range=value_range)
         label = result.predicted_label
+        everything_hidden = hidden_image(image, result.segments, params.hide, value_range)
         hidden_all = as_probabilities(wrapped(everything_hidden[None]), 1)[0, label]
         moves = float(result.probabilities[label]) - float(hidden_all) >= MIN_CHANGE
         weights = result.labels[label].weights
