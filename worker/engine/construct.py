@@ -8,7 +8,8 @@ part of the image (m: the evidence pixels, x0: the image, fill: the explainer's 
   perturbation there reaches it: every superpixel with no evidence pixel changes nothing, so the ideal explanation
   puts no positive weight on it (**leakage**: the share of the positive weight that does), and its top superpixel
   lies mostly on the evidence (**pointing**). The rest is kept as it is rather than filled: on a flat fill a model
-  trained on textured backgrounds may not respond to its evidence at all (the shapes demo's CNN: 38% of images);
+  trained on textured backgrounds may not respond to its evidence at all (the shapes demo's CNN responded on 38%
+  of its images, against all of them with the rest kept);
 - background only: f''(x) = f((1 - m) * x + m * fill). The evidence is gone, so the ideal explanation puts no
   positive weight on it (**evidence share**: the share of positive weight x area that lies on evidence pixels).
 
