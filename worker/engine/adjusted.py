@@ -86,10 +86,14 @@ class AdjustedEstimator:
     def explain_label(self, data: np.ndarray, target: np.ndarray, label: int) -> LabelExplanation:
         data = np.asarray(data, dtype=np.float64)
         weights = kernel_weights(data)
-        estimate = self.estimate_weighted(data, target, weights)
+        estimate = self.final(self.estimate_weighted(data, target, weights), data, weights)
         score = weighted_r2(data, target, weights, estimate)
         local = estimate.intercept + data[0] @ estimate.weights
         return LabelExplanation(label, estimate.weights, estimate.intercept, score, float(local))
+
+    def final(self, estimate: Estimate, data: np.ndarray, weights: np.ndarray) -> Estimate:
+        """The estimate an explanation reports (a subclass may refine it; sampling's stopping rule sees `estimate`)."""
+        return estimate
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

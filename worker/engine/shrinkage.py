@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from worker.engine.adjusted import AdjustedEstimator
-from worker.engine.surrogate import Estimate, LabelExplanation, kernel_weights, weighted_r2
+from worker.engine.surrogate import Estimate
 
 ZERO_SHARES = np.linspace(0.0, 0.99, 100)  # pi0's grid
 SLAB_SCALES = 60  # tau's grid: log-spaced from the smallest standard error to the largest estimate
@@ -47,14 +47,9 @@ class ShrunkEstimator(AdjustedEstimator):
     """The adjusted estimator's weights, shrunk (see the module's text). Sampling's stopping rule sees the same
     estimates as the adjusted estimator's: shrinking changes the weights, not how settled they are."""
 
-    def explain_label(self, data: np.ndarray, target: np.ndarray, label: int) -> LabelExplanation:
-        data = np.asarray(data, dtype=np.float64)
-        weights = kernel_weights(data)
-        estimate = self.estimate_weighted(data, target, weights)
+    def final(self, estimate: Estimate, data: np.ndarray, weights: np.ndarray) -> Estimate:
         shrunk = shrink(estimate.weights, np.sqrt(np.clip(np.diag(estimate.covariance), 0, None)))
         # the intercept keeps the surrogate's prediction at the mean mask where shrinking moved the weights
         mean_mask = weights @ data / weights.sum()
         intercept = estimate.intercept + float(mean_mask @ (estimate.weights - shrunk))
-        result = Estimate(shrunk, intercept, estimate.covariance)
-        score = weighted_r2(data, target, weights, result)
-        return LabelExplanation(label, shrunk, intercept, score, float(intercept + data[0] @ shrunk))
+        return Estimate(shrunk, intercept, estimate.covariance)
