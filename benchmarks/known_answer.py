@@ -96,9 +96,10 @@ def known_answer(dataset: str, pool, count: int | None) -> KnownAnswer:
 def against_the_answer(segments: np.ndarray, weights: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
     """(pointing: 1.0 if the top-weighted superpixel has at least half its pixels on the answer, share of the
     positive weight x area that lies on it)."""
-    from worker.engine.construct import pointing, positive_share
+    from audit.maps import evidence_figures
 
-    return pointing(segments, weights, mask), positive_share(segments, weights, mask)
+    pointing, share = evidence_figures(segments, weights, mask)
+    return float(pointing), share
 
 
 def mean_figures(rows: list[dict]) -> dict:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from worker.engine import ExplainParams
-from worker.engine.construct import check_by_construction, leakage, pointing, positive_share, seen_only
+from audit.maps import evidence_figures
+from worker.engine.construct import check_by_construction, leakage, seen_only
 from worker.engine.shrinkage import shrink
 
 
@@ -41,10 +42,10 @@ def test_the_figures_on_a_hand_made_segmentation():
     evidence[0, :] = True  # superpixel 0 all evidence
     evidence[1, :1] = True  # superpixel 1 a quarter evidence
     weights = np.array([0.6, 0.2, 0.15, -0.3])
-    assert pointing(segments, weights, evidence) == 1.0
-    assert pointing(segments, np.array([0.1, 0.6, 0.0, 0.0]), evidence) == 0.0  # top superpixel only 1/4 evidence
+    assert evidence_figures(segments, weights, evidence)[0] == 1.0
+    assert evidence_figures(segments, np.array([0.1, 0.6, 0.0, 0.0]), evidence)[0] == 0.0  # top superpixel only 1/4 evidence
     assert np.isclose(leakage(segments, weights, evidence), 0.15 / 0.95)  # superpixel 2 has no evidence pixel
-    assert np.isclose(positive_share(segments, weights, evidence), (0.6 * 4 + 0.2 * 1) / (0.95 * 4))
+    assert np.isclose(evidence_figures(segments, weights, evidence)[1], (0.6 * 4 + 0.2 * 1) / (0.95 * 4))
     assert leakage(segments, -np.abs(weights), evidence) == 0.0
 
 

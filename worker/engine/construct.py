@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from audit.maps import evidence_figures
 from worker.engine.explainer import explain
 from worker.engine.fills import hidden_image
 from worker.engine.inputs import conform_image
@@ -73,18 +74,6 @@ def leakage(segments: np.ndarray, weights: np.ndarray, evidence: np.ndarray) -> 
     return float(positive[~touches].sum() / total) if total > 0 else 0.0
 
 
-def pointing(segments: np.ndarray, weights: np.ndarray, evidence: np.ndarray) -> float:
-    """1.0 when the top-weighted superpixel has at least half its pixels on the evidence."""
-    return float(evidence[segments == int(np.argmax(weights))].mean() >= 0.5)
-
-
-def positive_share(segments: np.ndarray, weights: np.ndarray, where: np.ndarray) -> float:
-    """Share of the positive weight x area that lies on the pixels `where` (0 when no weight is positive)."""
-    per_pixel = np.clip(weights, 0, None)[segments]
-    total = per_pixel.sum()
-    return float(per_pixel[where].sum() / total) if total > 0 else 0.0
-
-
 def check_by_construction(
     image: np.ndarray,
     predict_fn: PredictFn,
@@ -114,12 +103,13 @@ def check_by_construction(
         figures[name] = (label, result, weights if moves else None)
     (evidence_label, result, weights), (background_label, _, background_weights) = figures["evidence"], figures["background"]
     segments = result.segments
+    # the audit's own pointing and evidence share (audit.maps), so that the check and a run's figures agree
     return ConstructCheck(
         evidence_label=evidence_label,
-        pointing=None if weights is None else pointing(segments, weights, evidence),
+        pointing=None if weights is None else float(evidence_figures(segments, weights, evidence)[0]),
         leakage=None if weights is None else leakage(segments, weights, evidence),
         background_label=background_label,
-        evidence_share=None if background_weights is None else positive_share(segments, background_weights, evidence),
+        evidence_share=None if background_weights is None else evidence_figures(segments, background_weights, evidence)[1],
         superpixels=result.n_segments,
         model_calls=result.sampling.model_calls,
     )
