@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from producer.service import EnqueueError, PreparedRun
 
-# Where the benchmarks hold the engine's default to (benchmarks.quality's by-construction targets).
+# Where the engine's default is held to (benchmarks.quality's by-construction targets are these).
 POINTING_TARGET = 0.98
 LEAKAGE_TARGET = 0.02
 EVIDENCE_SHARE_TARGET = 0.02
