@@ -320,7 +320,7 @@ def check_explainer(output: OutputFormat = typer.Option(OutputFormat.table, help
     options["limit"] = options["limit"] or CHECKED_IMAGES
     prepared = prepare_run(**options, runtime="keras")  # explained here, by Keras itself
     with failing_on(service.EnqueueError), counting("explaining") as progress:
-        checks = construct.check_run(prepared, progress=lambda done, total: progress(done, total))
+        checks = construct.check_run(prepared, progress=progress)
     rows = [{"image": c.name, "evidence %": round(100 * c.evidence_share_of_image, 1), "superpixels": c.superpixels,
              "pointing": c.pointing, "leakage": None if c.leakage is None else round(c.leakage, 4),
              "background evidence share": None if c.evidence_share is None else round(c.evidence_share, 4)}
